@@ -1,0 +1,356 @@
+//! The agent's TOML configuration: an embedded default, loading with errors
+//! that name file, line and column, and the collector switches.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer};
+
+/// The embedded default configuration (agent/default.toml).
+pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
+
+/// Name shown for the embedded default in error messages.
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded default config>";
+
+/// A configuration file that could not be read or does not check.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}\n{excerpt}")]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+        excerpt: String,
+    },
+}
+
+/// The whole agent configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP endpoint for /metrics.
+    pub http: HttpConfig,
+    /// Roots of /proc, /sys and tracefs.
+    pub paths: PathsConfig,
+    /// Kernel programs.
+    pub ebpf: EbpfConfig,
+    /// Per-collector settings.
+    pub collectors: CollectorsConfig,
+}
+
+/// The HTTP endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port to listen on; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+        }
+    }
+}
+
+/// hyperwatch-agent's own port, beside node_exporter's 9100.
+pub const DEFAULT_PORT: u16 = 9477;
+
+/// Roots of the pseudo file systems.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// procfs root, normally /proc.
+    pub procfs: PathBuf,
+    /// sysfs root, normally /sys.
+    pub sysfs: PathBuf,
+    /// tracefs mount point; mounted there when missing.
+    pub tracefs: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        Self {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            tracefs: "/sys/kernel/tracing".into(),
+        }
+    }
+}
+
+/// Kernel programs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EbpfConfig {
+    /// Load the eBPF programs at start.
+    pub enabled: bool,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// A collector with nothing to configure but its switch.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Toggle {
+    /// Whether the collector runs.
+    pub enabled: bool,
+}
+
+impl Default for Toggle {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// A collector over named devices, with node_exporter-style filters.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceCollector {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Devices whose name matches are skipped (regex, empty for none).
+    pub device_exclude: Pattern,
+    /// When set, only devices whose name matches are reported.
+    pub device_include: Pattern,
+}
+
+impl Default for DeviceCollector {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            device_exclude: Pattern::default(),
+            device_include: Pattern::default(),
+        }
+    }
+}
+
+impl DeviceCollector {
+    /// Whether a device passes the include and exclude patterns.
+    pub fn accepts(&self, device: &str) -> bool {
+        self.device_include
+            .0
+            .as_ref()
+            .is_none_or(|r| r.is_match(device))
+            && !self
+                .device_exclude
+                .0
+                .as_ref()
+                .is_some_and(|r| r.is_match(device))
+    }
+}
+
+/// A regular expression from the config; the empty string means none.
+#[derive(Clone, Default)]
+pub struct Pattern(pub Option<Regex>);
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(r) => write!(f, "{:?}", r.as_str()),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(Pattern(None));
+        }
+        Regex::new(&text)
+            .map(|r| Pattern(Some(r)))
+            .map_err(|e| serde::de::Error::custom(format!("invalid regular expression: {e}")))
+    }
+}
+
+/// Every collector's settings, by collector name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorsConfig {
+    /// node_cpu_seconds_total and friends from /proc/stat.
+    pub cpu: Toggle,
+    /// Context switches, forks, interrupts, boot time, procs from /proc/stat.
+    pub stat: Toggle,
+    /// Load averages from /proc/loadavg.
+    pub loadavg: Toggle,
+    /// node_memory_*_bytes from /proc/meminfo.
+    pub meminfo: Toggle,
+    /// Block device counters from /proc/diskstats.
+    pub diskstats: DeviceCollector,
+    /// Network interface counters from /proc/net/dev.
+    pub netdev: DeviceCollector,
+    /// Pressure stall information from /proc/pressure.
+    pub pressure: Toggle,
+    /// Scheduler statistics from /proc/schedstat.
+    pub schedstat: Toggle,
+    /// eBPF per-CPU busy time from sched_switch.
+    pub cpu_busy: Toggle,
+}
+
+impl Default for CollectorsConfig {
+    fn default() -> Self {
+        Self {
+            cpu: Toggle::default(),
+            stat: Toggle::default(),
+            loadavg: Toggle::default(),
+            meminfo: Toggle::default(),
+            diskstats: DeviceCollector {
+                enabled: true,
+                device_exclude: Pattern(Some(
+                    Regex::new(DISKSTATS_DEFAULT_EXCLUDE).expect("constant regex"),
+                )),
+                device_include: Pattern::default(),
+            },
+            netdev: DeviceCollector::default(),
+            pressure: Toggle::default(),
+            schedstat: Toggle::default(),
+            cpu_busy: Toggle::default(),
+        }
+    }
+}
+
+/// node_exporter's `--collector.diskstats.device-exclude` default.
+pub const DISKSTATS_DEFAULT_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+
+impl CollectorsConfig {
+    /// The `enabled` switch of the collector called `name`.
+    pub fn enabled_mut(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "cpu" => &mut self.cpu.enabled,
+            "stat" => &mut self.stat.enabled,
+            "loadavg" => &mut self.loadavg.enabled,
+            "meminfo" => &mut self.meminfo.enabled,
+            "diskstats" => &mut self.diskstats.enabled,
+            "netdev" => &mut self.netdev.enabled,
+            "pressure" => &mut self.pressure.enabled,
+            "schedstat" => &mut self.schedstat.enabled,
+            "cpu_busy" => &mut self.cpu_busy.enabled,
+            _ => return None,
+        })
+    }
+}
+
+/// Parses configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let (line, column) = line_column(text, offset);
+        let source_line = text.lines().nth(line - 1).unwrap_or("");
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+            excerpt: format!("  {source_line}\n  {}^", " ".repeat(column - 1)),
+        }
+    })
+}
+
+/// Loads the file at `path`, or the embedded default when `None`.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        None => parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            parse(&text, &path.display().to_string())
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_checks() {
+        let c = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
+        assert_eq!(c.http.listen.port(), DEFAULT_PORT);
+        assert!(!c.collectors.diskstats.accepts("sda1"));
+        assert!(!c.collectors.diskstats.accepts("nvme0n1p2"));
+        assert!(!c.collectors.diskstats.accepts("loop3"));
+        assert!(c.collectors.diskstats.accepts("sda"));
+        assert!(c.collectors.diskstats.accepts("nvme0n1"));
+        assert!(c.collectors.diskstats.accepts("dm-0"));
+    }
+
+    #[test]
+    fn embedded_default_file_matches_built_in_defaults() {
+        let file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
+        assert_eq!(format!("{file:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn an_empty_file_means_defaults() {
+        let c = parse("", "empty.toml").unwrap();
+        assert_eq!(c.http.listen.port(), DEFAULT_PORT);
+        assert!(!c.collectors.diskstats.accepts("loop0"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_valid_keys() {
+        let err = parse("[http]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n", "a.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("a.toml:3:1: unknown field `listne`"),
+            "{msg}"
+        );
+        assert!(msg.contains("expected `listen`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_place() {
+        let err = parse("[ebpf]\nenabled = \"yes\"\n", "b.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("b.toml:2:11: invalid type: string"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_pattern_names_the_place() {
+        let text = "[collectors.netdev]\ndevice_exclude = '^(eth'\n";
+        let msg = parse(text, "c.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("c.toml:2:18: invalid regular expression"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn include_and_exclude_combine() {
+        let text = "[collectors.netdev]\ndevice_include = '^(eth|en)'\ndevice_exclude = 'en1$'\n";
+        let c = parse(text, "d.toml").unwrap();
+        assert!(c.collectors.netdev.accepts("eth0"));
+        assert!(c.collectors.netdev.accepts("enp3s0"));
+        assert!(!c.collectors.netdev.accepts("en1"));
+        assert!(!c.collectors.netdev.accepts("lo"));
+    }
+}

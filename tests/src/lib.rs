@@ -1,0 +1,14 @@
+//! Helpers for hyperwatch's end-to-end tests: starting the real binaries on
+//! free loopback ports, scraping them, and stopping them.
+//!
+//! Layout:
+//! * [`process`]: locating the built binaries and the [`process::AgentProcess`] handle.
+//! * [`http`]: a minimal HTTP/1.1 client for scrapes and API calls.
+//! * [`ebpf`]: whether this run must exercise eBPF (root in CI) or may skip.
+//!
+//! The binaries come from the same `cargo test --workspace` build (as
+//! `cargo xtask test` runs it).
+
+pub mod ebpf;
+pub mod http;
+pub mod process;

@@ -1,0 +1,137 @@
+//! Locating the built binaries and running the agent as a real process.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use nix::{sys::signal, unistd::Pid};
+
+/// Bound on an agent's start (eBPF load included).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a clean stop after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Path of a binary built by this workspace (target/debug/NAME).
+pub fn binary(name: &str) -> PathBuf {
+    // This test runs as target/debug/deps/TEST-HASH.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/*/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo xtask test` (or cargo build --workspace first)",
+        path.display()
+    );
+    path
+}
+
+/// A running hyperwatch-agent, killed when dropped.
+pub struct AgentProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl AgentProcess {
+    /// Starts the agent with `args` (a `--listen 127.0.0.1:0` is added) and
+    /// waits for it to announce its metrics address.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary("hyperwatch-agent"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning hyperwatch-agent")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .split("http://")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                {
+                    let _ = addr_tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = match addr_rx.recv_timeout(START_TIMEOUT) {
+            Ok(a) => a.parse().context("announced address")?,
+            Err(_) => {
+                let _ = child.kill();
+                let log: Vec<String> = err_rx.try_iter().collect();
+                bail!(
+                    "agent did not announce its address within {START_TIMEOUT:?}; stderr:\n{}",
+                    log.join("\n")
+                );
+            }
+        };
+        Ok(Self {
+            child,
+            addr,
+            stderr: err_rx,
+            log: Vec::new(),
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&mut self) -> &[String] {
+        self.log.extend(self.stderr.try_iter());
+        &self.log
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        signal::kill(
+            Pid::from_raw(self.child.id() as i32),
+            signal::Signal::SIGTERM,
+        )?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                // Give the reader thread a moment to drain the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                self.log();
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("agent did not stop within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! `cargo xtask bench NAME`: benchmarks that print figures (medians of many
+//! runs, ratios measured in one run), never pass/fail thresholds.
+//!
+//! * [`agent`]: the agent's steady-state RSS and CPU time per scrape.
+
+mod agent;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// The agent's RSS and CPU per scrape, with eBPF loaded (as root),
+    /// beside node_exporter measured in the same run.
+    Agent {
+        /// Number of scrapes to take the median over.
+        #[arg(long, default_value_t = 300)]
+        scrapes: usize,
+    },
+}
+
+pub fn run(which: Bench) -> anyhow::Result<()> {
+    match which {
+        Bench::Agent { scrapes } => agent::run(scrapes),
+    }
+}

@@ -1,0 +1,68 @@
+//! hyperwatch's developer commands: `cargo xtask setup|run|test|bench`.
+//!
+//! Layout:
+//! * [`setup`]: installs what a fresh machine lacks (idempotent, fast when done).
+//! * [`run`]: builds and starts the main job.
+//! * [`test`]: the whole test suite, as CI runs it.
+//! * [`bench`]: benchmarks that print figures.
+//! * [`sh`]: running commands with their output visible.
+//!
+//! Every command but `setup` itself runs setup first.
+
+mod bench;
+mod run;
+mod setup;
+mod sh;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "hyperwatch developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the toolchain pieces, system packages and bpf-linker the
+    /// build and the tests need. Safe to run again; fast when all is there.
+    Setup,
+    /// Build and start the main job (the agent with its embedded default
+    /// config). Arguments after `--` go to hyperwatch-agent.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every check CI runs: rustfmt, clippy (warnings denied) and all
+    /// tests, eBPF tests included when root.
+    Test {
+        /// Only run tests whose name contains this filter.
+        filter: Option<String>,
+    },
+    /// Run a benchmark and print its figures.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Bench,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Run { args } => {
+            setup::run()?;
+            run::run(&args)
+        }
+        Command::Test { filter } => {
+            setup::run()?;
+            test::run(filter.as_deref())
+        }
+        Command::Bench { which } => {
+            setup::run()?;
+            bench::run(which)
+        }
+    }
+}
