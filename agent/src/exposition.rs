@@ -188,10 +188,10 @@ mod tests {
     fn histogram_buckets_are_cumulative_and_labels_escaped() {
         let text = encode(sample(), Format::Text);
         assert!(
-            text.contains("hyperwatch_lat_seconds_bucket{device=\"sd\\\"a\",le=\"0.002\"} 5\n"),
+            text.contains("hyperwatch_lat_seconds_bucket{le=\"0.002\",device=\"sd\\\"a\"} 5\n"),
             "{text}"
         );
-        assert!(text.contains("hyperwatch_lat_seconds_bucket{device=\"sd\\\"a\",le=\"+Inf\"} 6\n"));
+        assert!(text.contains("hyperwatch_lat_seconds_bucket{le=\"+Inf\",device=\"sd\\\"a\"} 6\n"));
         assert!(text.contains("hyperwatch_lat_seconds_count{device=\"sd\\\"a\"} 6\n"));
     }
 

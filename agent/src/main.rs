@@ -98,7 +98,13 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    match runtime.block_on(hyperwatch_agent::run(config, shutdown_signal())) {
+    // Signal handlers are installed before anything starts, so a SIGTERM that
+    // arrives during start-up still gets the clean shutdown.
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_signal();
+        hyperwatch_agent::run(config, shutdown).await
+    });
+    match result {
         Ok(()) => {
             tracing::info!("hyperwatch-agent stopped");
             ExitCode::SUCCESS
@@ -137,13 +143,16 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that
+/// completes when either arrives. Must be called inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
     }
 }
