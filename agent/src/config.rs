@@ -77,6 +77,10 @@ pub struct PathsConfig {
     pub sysfs: PathBuf,
     /// tracefs mount point; mounted there when missing.
     pub tracefs: PathBuf,
+    /// udev's device database, normally /run/udev/data: disk model, serial,
+    /// file system and device-mapper names (node_exporter's
+    /// --path.udev.data).
+    pub udev_data: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -85,6 +89,7 @@ impl Default for PathsConfig {
             procfs: "/proc".into(),
             sysfs: "/sys".into(),
             tracefs: "/sys/kernel/tracing".into(),
+            udev_data: "/run/udev/data".into(),
         }
     }
 }

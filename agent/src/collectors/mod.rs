@@ -19,8 +19,15 @@ use crate::{
     metrics::{Families, Family, Kind},
 };
 
+mod cpu;
 mod cpu_busy;
+mod diskstats;
 mod loadavg;
+mod meminfo;
+mod netdev;
+mod pressure;
+mod schedstat;
+mod stat;
 
 /// What went wrong in one collection.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,11 @@ pub enum CollectError {
     Parse { path: PathBuf, message: String },
     #[error("reading eBPF map {map}: {message}")]
     Map { map: &'static str, message: String },
+    /// The kernel does not provide this data (node_exporter's ErrNoData):
+    /// the collector reports failure, but it is logged at debug level only,
+    /// since it repeats on every scrape and is no fault of the host.
+    #[error("{path}: no data: {reason}")]
+    NoData { path: PathBuf, reason: &'static str },
 }
 
 /// One source of metrics.
@@ -91,8 +103,36 @@ impl Registry {
         let c = &config.collectors;
         let proc = config.paths.procfs.clone();
         let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+        if c.cpu.enabled {
+            collectors.push(Box::new(cpu::CpuCollector::new(&proc)));
+        }
+        if c.stat.enabled {
+            collectors.push(Box::new(stat::StatCollector::new(&proc)));
+        }
         if c.loadavg.enabled {
             collectors.push(Box::new(loadavg::LoadavgCollector::new(proc.clone())));
+        }
+        if c.meminfo.enabled {
+            collectors.push(Box::new(meminfo::MeminfoCollector::new(&proc)));
+        }
+        if c.diskstats.enabled {
+            collectors.push(Box::new(diskstats::DiskstatsCollector::new(
+                &proc,
+                config.paths.udev_data.clone(),
+                c.diskstats.clone(),
+            )));
+        }
+        if c.netdev.enabled {
+            collectors.push(Box::new(netdev::NetdevCollector::new(
+                &proc,
+                c.netdev.clone(),
+            )));
+        }
+        if c.pressure.enabled {
+            collectors.push(Box::new(pressure::PressureCollector::new(&proc)));
+        }
+        if c.schedstat.enabled {
+            collectors.push(Box::new(schedstat::SchedstatCollector::new(&proc)));
         }
         if let (true, Some(ebpf)) = (c.cpu_busy.enabled, ebpf) {
             collectors.push(Box::new(cpu_busy::CpuBusyCollector::new(ebpf)));
@@ -126,6 +166,10 @@ impl Registry {
                 Ok(()) => {
                     all.0.append(&mut out.0);
                     true
+                }
+                Err(e @ CollectError::NoData { .. }) => {
+                    tracing::debug!(collector = collector.name(), error = %e, "collector has no data");
+                    false
                 }
                 Err(e) => {
                     tracing::warn!(collector = collector.name(), error = %e, "collector failed");
