@@ -254,7 +254,7 @@ fn shed(
             Pass::Thresholds => None,
             Pass::Balance => Some((band.upper_fraction(), band.upper_iops())),
         };
-        let Some(to) = destination(state, l, soft, band) else {
+        let Some(to) = destination(state, l, soft, band, for_iops) else {
             skipped[pos] = true;
             no_room += 1;
             continue;
@@ -370,13 +370,20 @@ fn choose_for_bytes<K: Copy>(
 }
 
 /// The active device of `l`'s group that takes it and ends up least loaded
-/// (the larger of its used fraction and its IOPS, each over the group
-/// mean); `soft` caps both further. Ties go to the first by name.
-fn destination(state: &State, l: usize, soft: Option<(f64, f64)>, band: Band) -> Option<usize> {
+/// in the dimension the move is for (IOPS when `for_iops`, else the used
+/// fraction), the other dimension breaking ties; `soft` caps both further.
+/// Remaining ties go to the first by name.
+fn destination(
+    state: &State,
+    l: usize,
+    soft: Option<(f64, f64)>,
+    band: Band,
+    for_iops: bool,
+) -> Option<usize> {
     let lun = &state.luns[l];
     let g = state.devs[lun.device].group;
     let relative = |x: f64, mean: f64| if mean > 0.0 { x / mean } else { x };
-    let mut best: Option<(f64, usize)> = None;
+    let mut best: Option<((f64, f64), usize)> = None;
     for d in state.active(g) {
         if !state.fits(l, d) {
             continue;
@@ -387,7 +394,11 @@ fn destination(state: &State, l: usize, soft: Option<(f64, f64)>, band: Band) ->
         if soft.is_some_and(|(f, i)| fraction > f || iops > i) {
             continue;
         }
-        let score = relative(fraction, band.mean_fraction).max(relative(iops, band.mean_iops));
+        let (c, i) = (
+            relative(fraction, band.mean_fraction),
+            relative(iops, band.mean_iops),
+        );
+        let score = if for_iops { (i, c) } else { (c, i) };
         if best.is_none_or(|b| score < b.0) {
             best = Some((score, d));
         }

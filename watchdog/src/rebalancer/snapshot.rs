@@ -44,10 +44,12 @@ pub struct Thresholds {
     /// unset: not checked.
     pub max_iops_share: Option<f64>,
     /// A device whose used fraction is within this many points (0.10 = ten
-    /// percentage points) of the group's mean counts as balanced.
+    /// percentage points) of the group's mean counts as balanced; `inf`
+    /// turns capacity balancing off.
     pub capacity_band: f64,
     /// A device whose IOPS are within this fraction of the group's mean
-    /// IOPS per device (0.25 = 25%) counts as balanced.
+    /// IOPS per device (0.25 = 25%) counts as balanced; `inf` turns IO
+    /// balancing off.
     pub iops_band: f64,
     /// A device serving at most this many IOPS after the plan is reported as
     /// an idle candidate (it could be spun down); negative: never.
@@ -238,8 +240,8 @@ impl Thresholds {
             ("capacity_band", self.capacity_band),
             ("iops_band", self.iops_band),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(format!("{name} must be a finite number >= 0, not {v}")));
+            if v.is_nan() || v < 0.0 {
+                return Err(bad(format!("{name} must be a number >= 0, not {v}")));
             }
         }
         if self.idle_iops.is_nan() {
