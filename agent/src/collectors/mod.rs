@@ -61,6 +61,10 @@ pub const COLLECTORS: &[(&str, &str)] = &[
         "cpu_busy",
         "per-CPU busy time measured in the kernel by eBPF (sched_switch)",
     ),
+    (
+        "storage",
+        "storage devices and LUNs of the [storage] backends (LVM, directory pools, block)",
+    ),
 ];
 
 /// Reads a whole file, naming it in the error.
@@ -93,6 +97,13 @@ impl Registry {
         let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
         if c.loadavg.enabled {
             collectors.push(Box::new(loadavg::LoadavgCollector::new(proc.clone())));
+        }
+        if c.storage.enabled {
+            collectors.push(Box::new(crate::storage::collector::StorageCollector::new(
+                config.storage.clone(),
+                proc.clone(),
+                config.paths.sysfs.clone(),
+            )));
         }
         if let (true, Some(ebpf)) = (c.cpu_busy.enabled, ebpf) {
             collectors.push(Box::new(cpu_busy::CpuBusyCollector::new(ebpf)));
