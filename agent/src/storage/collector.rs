@@ -157,7 +157,9 @@ pub fn export(inv: &StorageInventory, out: &mut Families) {
             .filter_map(|(x, l)| Some((l.clone(), x.allocated_bytes? as f64)))
             .collect(),
     );
-    let io_families: [(&str, &str, fn(&IoCounters) -> u64); 4] = [
+    /// A counter family: name suffix, help start, and its field.
+    type IoFamily = (&'static str, &'static str, fn(&IoCounters) -> u64);
+    let io_families: [IoFamily; 4] = [
         ("reads_completed", "Reads completed", |c| c.reads_completed),
         ("writes_completed", "Writes completed", |c| {
             c.writes_completed

@@ -198,7 +198,7 @@ impl LunMover for LvmMover {
                 lun: order.lun.clone(),
                 message: format!("volume group {vg} has no logical volume {lv}"),
             })?;
-        if !here.pvs.iter().any(|p| *p == order.from) {
+        if !here.pvs.contains(&order.from) {
             return Err(MoveError::Refused {
                 lun: order.lun.clone(),
                 message: format!("its extents are on {:?}, not {}", here.pvs, order.from),
@@ -241,7 +241,7 @@ impl LunMover for LvmMover {
             })?;
         if here.pvs == [order.to.clone()] {
             Ok(Recovered::Finished)
-        } else if here.pvs.iter().any(|p| *p == order.from)
+        } else if here.pvs.contains(&order.from)
             && !here.pvs.iter().any(|p| p.starts_with("pvmove"))
         {
             Ok(Recovered::RolledBack)
