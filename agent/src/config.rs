@@ -46,6 +46,25 @@ pub struct Config {
     pub ebpf: EbpfConfig,
     /// Per-collector settings.
     pub collectors: CollectorsConfig,
+    /// Storage backends the `storage` collector inventories.
+    pub storage: StorageConfig,
+}
+
+/// Where the storage inventory looks: LVM volume groups, directory pools
+/// and plain block devices. Empty lists report nothing.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// LVM volume groups whose PVs (devices) and LVs (LUNs) are reported.
+    pub lvm_volume_groups: Vec<String>,
+    /// Passed to LVM commands as `--config` (e.g. `devices{use_devicesfile=0}`
+    /// in a container); empty for none.
+    pub lvm_config: Option<String>,
+    /// Directory pools by name: a directory of disk image files on a
+    /// mounted file system.
+    pub directory_pools: std::collections::BTreeMap<String, PathBuf>,
+    /// Plain block devices by kernel name (`sdb`); partitions are LUNs.
+    pub block_devices: Vec<String>,
 }
 
 /// The HTTP endpoint.
@@ -206,6 +225,8 @@ pub struct CollectorsConfig {
     pub schedstat: Toggle,
     /// eBPF per-CPU busy time from sched_switch.
     pub cpu_busy: Toggle,
+    /// Storage devices and LUNs of the `[storage]` backends.
+    pub storage: Toggle,
 }
 
 impl Default for CollectorsConfig {
@@ -226,6 +247,7 @@ impl Default for CollectorsConfig {
             pressure: Toggle::default(),
             schedstat: Toggle::default(),
             cpu_busy: Toggle::default(),
+            storage: Toggle::default(),
         }
     }
 }
@@ -246,6 +268,7 @@ impl CollectorsConfig {
             "pressure" => &mut self.pressure.enabled,
             "schedstat" => &mut self.schedstat.enabled,
             "cpu_busy" => &mut self.cpu_busy.enabled,
+            "storage" => &mut self.storage.enabled,
             _ => return None,
         })
     }

@@ -5,10 +5,14 @@
 //! * [`process`]: locating the built binaries and the [`process::AgentProcess`] handle.
 //! * [`http`]: a minimal HTTP/1.1 client for scrapes and API calls.
 //! * [`ebpf`]: whether this run must exercise eBPF (root in CI) or may skip.
+//! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
+//! * [`lvm`]: a throwaway LVM volume group on loop devices.
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
 
 pub mod ebpf;
 pub mod http;
+pub mod lvm;
 pub mod process;
+pub mod root;

@@ -27,6 +27,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "prometheus-node-exporter",
         "node_exporter, the reference our procfs metrics are compared with",
     ),
+    (
+        "lvm2",
+        "pvs/lvs/pvmove for the storage inventory and LUN mover tests on loop devices",
+    ),
 ];
 
 pub fn run() -> anyhow::Result<()> {

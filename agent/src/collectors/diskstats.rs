@@ -197,16 +197,18 @@ impl Collector for DiskstatsCollector {
 
 /// One line of /proc/diskstats.
 #[derive(Debug, PartialEq)]
-struct Disk<'a> {
-    major: u32,
-    minor: u32,
-    name: &'a str,
-    /// The statistics the kernel printed: 11, 15 or 17 (more are ignored).
-    stats: Vec<u64>,
+pub(crate) struct Disk<'a> {
+    pub(crate) major: u32,
+    pub(crate) minor: u32,
+    pub(crate) name: &'a str,
+    /// The statistics the kernel printed: 11, 15 or 17 (more are ignored),
+    /// in the kernel's order (reads completed, reads merged, sectors read,
+    /// ms reading, writes completed, ...).
+    pub(crate) stats: Vec<u64>,
 }
 
-/// Every line of /proc/diskstats.
-fn parse(text: &str) -> Result<Vec<Disk<'_>>, String> {
+/// Every line of /proc/diskstats; also used by the storage inventory.
+pub(crate) fn parse(text: &str) -> Result<Vec<Disk<'_>>, String> {
     let mut disks = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_ascii_whitespace().collect();

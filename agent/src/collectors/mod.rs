@@ -21,7 +21,7 @@ use crate::{
 
 mod cpu;
 mod cpu_busy;
-mod diskstats;
+pub(crate) mod diskstats;
 mod loadavg;
 mod meminfo;
 mod netdev;
@@ -72,6 +72,10 @@ pub const COLLECTORS: &[(&str, &str)] = &[
     (
         "cpu_busy",
         "per-CPU busy time measured in the kernel by eBPF (sched_switch)",
+    ),
+    (
+        "storage",
+        "storage devices and LUNs of the [storage] backends (LVM, directory pools, block)",
     ),
 ];
 
@@ -133,6 +137,13 @@ impl Registry {
         }
         if c.schedstat.enabled {
             collectors.push(Box::new(schedstat::SchedstatCollector::new(&proc)));
+        }
+        if c.storage.enabled {
+            collectors.push(Box::new(crate::storage::collector::StorageCollector::new(
+                config.storage.clone(),
+                proc.clone(),
+                config.paths.sysfs.clone(),
+            )));
         }
         if let (true, Some(ebpf)) = (c.cpu_busy.enabled, ebpf) {
             collectors.push(Box::new(cpu_busy::CpuBusyCollector::new(ebpf)));

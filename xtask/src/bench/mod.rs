@@ -2,8 +2,10 @@
 //! runs, ratios measured in one run), never pass/fail thresholds.
 //!
 //! * [`agent`]: the agent's steady-state RSS and CPU time per scrape.
+//! * [`rebalancer`]: LUN plan time and quality beside a Watcher-style baseline.
 
 mod agent;
+mod rebalancer;
 
 use clap::Subcommand;
 
@@ -16,10 +18,15 @@ pub enum Bench {
         #[arg(long, default_value_t = 300)]
         scrapes: usize,
     },
+    /// The LUN rebalancer on seeded skewed clusters (10,000 and 100,000
+    /// LUNs): plan time, spread and bytes moved beside a smallest-LUN-first
+    /// baseline measured in the same run.
+    Rebalancer,
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
     match which {
         Bench::Agent { scrapes } => agent::run(scrapes),
+        Bench::Rebalancer => rebalancer::run(),
     }
 }
