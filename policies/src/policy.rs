@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -276,7 +277,7 @@ pub struct Flapping {
 /// The policies in force, by name (names are unique).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PolicySet {
-    policies: BTreeMap<String, Policy>,
+    policies: BTreeMap<String, Arc<Policy>>,
 }
 
 impl PolicySet {
@@ -284,17 +285,17 @@ impl PolicySet {
     /// it (the checker reports duplicates before it comes to this).
     pub fn new(policies: impl IntoIterator<Item = Policy>) -> PolicySet {
         PolicySet {
-            policies: policies.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            policies: policies.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect(),
         }
     }
 
     /// The policy called `name`.
-    pub fn get(&self, name: &str) -> Option<&Policy> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Policy>> {
         self.policies.get(name)
     }
 
     /// Every policy, by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Policy> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Policy>> {
         self.policies.values()
     }
 
