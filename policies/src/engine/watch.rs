@@ -94,8 +94,16 @@ impl Engine {
             first_firing = inc.fired_at.is_none();
             inc.fired_at = inc.fired_at.or(Some(now));
         }
+        // Said as it happens, before recovery makes it "recovering".
+        let now_firing = firing && inc.status == Status::Pending;
+        if now_firing {
+            inc.status = Status::Firing;
+        }
         if joined {
             self.emit(DecisionKind::Joined { incident: id, target: t.clone() });
+        }
+        if now_firing {
+            self.emit(DecisionKind::Status { incident: id, status: Status::Firing, why: None });
         }
         if first_firing {
             self.record_firing(p, id);
