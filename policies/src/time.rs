@@ -85,6 +85,9 @@ impl Duration {
         if text.is_empty() {
             return Err(err("it is empty"));
         }
+        if text.contains(char::is_whitespace) {
+            return Err(err("it contains a space"));
+        }
         let mut rest = text;
         let mut total: u64 = 0;
         while !rest.is_empty() {
@@ -178,7 +181,8 @@ mod tests {
             ("", "it is empty"),
             ("5", "the unit is missing"),
             ("m5", "a number must come before each unit"),
-            ("5 min", "the unit is not one of ms, s, m, h, d"),
+            ("5 min", "it contains a space"),
+            ("5min", "the unit is not one of ms, s, m, h, d"),
             ("5w", "the unit is not one of ms, s, m, h, d"),
             ("99999999999999999999s", "the number is too large"),
         ] {

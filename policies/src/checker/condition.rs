@@ -33,7 +33,9 @@ pub fn compile(
         ("event", &c.event),
         ("absent", &c.absent),
     ];
-    let given: Vec<_> = inputs.iter().filter(|(_, v)| v.is_some()).collect();
+    let mut given: Vec<_> = inputs.iter().filter(|(_, v)| v.is_some()).collect();
+    // Blame the input written last: the first one is what the author meant.
+    given.sort_by_key(|(_, v)| v.as_ref().map(|v| v.span().start));
     let (input, name) = match given.as_slice() {
         [] => match inherit.and_then(inherited_input) {
             Some((input, name)) => (input, name.clone()),

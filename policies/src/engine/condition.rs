@@ -186,9 +186,9 @@ mod tests {
         };
         let mut t = Track::default();
         on_sample(&c, &mut t, "used", 0.0, at(0));
-        on_sample(&c, &mut t, "used", 300.0, at(30));
-        assert!(verdict(&c, &t, &entry(), at(30)).raw, "10/s exceeded");
-        on_sample(&c, &mut t, "used", 310.0, at(90));
+        on_sample(&c, &mut t, "used", 330.0, at(30));
+        assert!(verdict(&c, &t, &entry(), at(30)).raw, "11/s is over 10/s");
+        on_sample(&c, &mut t, "used", 340.0, at(90));
         assert!(!verdict(&c, &t, &entry(), at(90)).raw, "the window moved past the climb");
     }
 
