@@ -198,7 +198,7 @@ impl Engine {
         let mut out = Vec::new();
         for inc in self.s.incidents.values() {
             for (t, m) in &inc.members {
-                if let Recovery::Running { step, attempt, phase: Phase::Awaiting { .. } } = &m.recovery {
+                if let Recovery::Running { step, attempt, phase: Phase::Awaiting { .. }, .. } = &m.recovery {
                     out.push(RunId {
                         incident: inc.id,
                         target: t.clone(),

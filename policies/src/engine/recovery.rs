@@ -40,13 +40,12 @@ impl Engine {
                     None => self.start_recovery(p, id, t),
                 }
             }
-            Recovery::Running { step, attempt, phase } => {
+            Recovery::Running { step, attempt, action, phase } => {
                 let deadline = Self::phase_deadline(&phase);
                 if deadline > now {
                     return self.wake(deadline, Subject::Incident(id));
                 }
                 let run = RunId { incident: id, target: t.clone(), step: step + 1, attempt };
-                let action = p.steps.get(step).map_or("step", |s| s.action.label()).to_owned();
                 let s = p.steps.get(step);
                 let outcome = match phase {
                     Phase::Awaiting { .. } => StepOutcome::TimedOut(s.map_or_else(Default::default, |s| s.timeout)),
@@ -122,7 +121,8 @@ impl Engine {
             _ => Phase::Awaiting { deadline: now.plus(s.timeout) },
         };
         self.wake(Self::phase_deadline(&phase), Subject::Incident(id));
-        self.member_mut(id, t).recovery = Recovery::Running { step, attempt, phase };
+        let action = s.action.label().to_owned();
+        self.member_mut(id, t).recovery = Recovery::Running { step, attempt, action, phase };
         let host = self.host_of(t);
         self.emit(DecisionKind::RunStep(StepRun {
             run,
@@ -150,7 +150,7 @@ impl Engine {
         let current = self.s.incidents.get(&id).and_then(|i| {
             let m = i.members.get(&run.target)?;
             match &m.recovery {
-                Recovery::Running { step, attempt, phase: Phase::Awaiting { .. } }
+                Recovery::Running { step, attempt, phase: Phase::Awaiting { .. }, .. }
                     if *step + 1 == run.step && *attempt == run.attempt =>
                 {
                     Some((self.policies.get(&i.policy)?.clone(), *step, *attempt))
@@ -171,8 +171,12 @@ impl Engine {
                     self.member_mut(id, &t).recovery = Recovery::Mitigated;
                 } else {
                     let deadline = self.s.now.plus(s.verify_within);
-                    self.member_mut(id, &t).recovery =
-                        Recovery::Running { step, attempt, phase: Phase::Verifying { deadline } };
+                    self.member_mut(id, &t).recovery = Recovery::Running {
+                        step,
+                        attempt,
+                        action: s.action.label().to_owned(),
+                        phase: Phase::Verifying { deadline },
+                    };
                     self.wake(deadline, Subject::Incident(id));
                     // It may have cleared already.
                     self.eval_watch(&p, &t);

@@ -170,17 +170,11 @@ impl Engine {
         if let Some(w) = policy.and_then(|p| self.s.watches.get_mut(&p)).and_then(|w| w.get_mut(t)) {
             w.incident = None;
         }
-        let Recovery::Running { step, attempt, phase } = &m.recovery else {
+        let Recovery::Running { step, attempt, action, phase } = &m.recovery else {
             return;
         };
         let run = RunId { incident: id, target: t.clone(), step: step + 1, attempt: *attempt };
-        let action = self
-            .s
-            .incidents
-            .get(&id)
-            .and_then(|i| self.policies.get(&i.policy))
-            .and_then(|p| p.steps.get(*step))
-            .map_or_else(|| "step".to_owned(), |s| s.action.label().to_owned());
+        let action = action.clone();
         match phase {
             Phase::Verifying { .. } if cleared => {
                 self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome: StepOutcome::Verified })
