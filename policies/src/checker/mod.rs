@@ -54,11 +54,12 @@ impl fmt::Display for Report {
             writeln!(f, "{e}\n")?;
         }
         let bad: BTreeSet<&PathBuf> = self.errors.iter().map(|e| &e.file).collect();
-        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let files = count(self.files.len(), "file", "files");
         if self.errors.is_empty() {
-            write!(f, "ok: {} in {}", plural(self.policies.len(), "policy"), plural(self.files.len(), "file"))?;
+            write!(f, "ok: {} in {files}", count(self.policies.len(), "policy", "policies"))?;
         } else {
-            write!(f, "{} in {} of {}", plural(self.errors.len(), "error"), bad.len(), plural(self.files.len(), "file"))?;
+            write!(f, "{} in {} of {files}", count(self.errors.len(), "error", "errors"), bad.len())?;
         }
         for what in &self.unchecked {
             write!(f, "\nnote: {what} names not checked (no list given)")?;

@@ -74,7 +74,8 @@ impl fmt::Display for TestReport {
         }
         let failed = self.tests.iter().filter(|t| t.failure.is_some()).count();
         if self.errors.is_empty() {
-            write!(f, "{} tests: {} passed, {failed} failed", self.tests.len(), self.tests.len() - failed)
+            let n = self.tests.len();
+            write!(f, "{n} test{}: {} passed, {failed} failed", if n == 1 { "" } else { "s" }, n - failed)
         } else {
             write!(f, "{} errors: no test ran", self.errors.len())
         }
