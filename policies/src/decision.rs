@@ -68,33 +68,77 @@ pub enum DecisionKind {
         summary: String,
     },
     /// Another target joined a grouped incident.
-    Joined { incident: IncidentId, target: TargetRef },
+    Joined {
+        incident: IncidentId,
+        target: TargetRef,
+    },
     /// A target left a grouped incident that stays open.
-    Left { incident: IncidentId, target: TargetRef, why: String },
+    Left {
+        incident: IncidentId,
+        target: TargetRef,
+        why: String,
+    },
     /// The incident's status changed.
-    Status { incident: IncidentId, status: Status, why: Option<String> },
+    Status {
+        incident: IncidentId,
+        status: Status,
+        why: Option<String>,
+    },
     /// Carry out a recovery step (a `Wait` needs nothing carried out).
     RunStep(StepRun),
     /// What became of a step.
-    StepFinished { incident: IncidentId, run: RunId, action: String, outcome: StepOutcome },
+    StepFinished {
+        incident: IncidentId,
+        run: RunId,
+        action: String,
+        outcome: StepOutcome,
+    },
     /// Stop a step that is no longer wanted (the incident cleared).
-    CancelStep { run: RunId, action: String, why: String },
+    CancelStep {
+        run: RunId,
+        action: String,
+        why: String,
+    },
     /// Recovery of a target waits.
-    RecoveryHeld { incident: IncidentId, target: TargetRef, why: HoldReason },
+    RecoveryHeld {
+        incident: IncidentId,
+        target: TargetRef,
+        why: HoldReason,
+    },
     /// Recovery did not start: the budget is used up.
-    RecoverySkipped { incident: IncidentId, target: TargetRef, used: u32, window: Duration },
+    RecoverySkipped {
+        incident: IncidentId,
+        target: TargetRef,
+        used: u32,
+        window: Duration,
+    },
     /// Every step failed.
-    RecoveryFailed { incident: IncidentId, target: TargetRef },
+    RecoveryFailed {
+        incident: IncidentId,
+        target: TargetRef,
+    },
     /// Send a notification.
     Notify(Notification),
     /// A due ladder level is held back.
-    LevelHeld { incident: IncidentId, level: usize, why: HoldReason },
+    LevelHeld {
+        incident: IncidentId,
+        level: usize,
+        why: HoldReason,
+    },
     /// The incident's fingerprint is flapping.
-    Flapping { incident: IncidentId, firings: u32, window: Duration },
+    Flapping {
+        incident: IncidentId,
+        firings: u32,
+        window: Duration,
+    },
     /// It has stopped flapping.
     FlappingEnded { fingerprint: String },
     /// Someone acknowledged the incident.
-    Acked { incident: IncidentId, by: String, until: Option<Timestamp> },
+    Acked {
+        incident: IncidentId,
+        by: String,
+        until: Option<Timestamp>,
+    },
     /// The acknowledgement was withdrawn.
     Unacked { incident: IncidentId },
     /// The acknowledgement expired.
@@ -155,13 +199,19 @@ pub enum StepOutcome {
 #[serde(rename_all = "kebab-case")]
 pub enum HoldReason {
     /// Acknowledged.
-    Acked { by: String, until: Option<Timestamp> },
+    Acked {
+        by: String,
+        until: Option<Timestamp>,
+    },
     /// A silence matches.
     Silenced { silence: String, until: Timestamp },
     /// The host the targets are on is failed; its own incident speaks.
     Inhibited { host: String },
     /// The host is in maintenance.
-    Maintenance { host: String, until: Option<Timestamp> },
+    Maintenance {
+        host: String,
+        until: Option<Timestamp>,
+    },
     /// Flapping: paged once.
     Flapping,
 }
@@ -238,16 +288,37 @@ impl Decision {
         use DecisionKind as D;
         let now = self.at;
         match &self.kind {
-            D::Opened { incident, policy, status, target, .. } => {
+            D::Opened {
+                incident,
+                policy,
+                status,
+                target,
+                ..
+            } => {
                 format!("{incident} {status}: {policy} on {target}")
             }
             D::Joined { incident, target } => format!("{incident} joined by {target}"),
-            D::Left { incident, target, why } => format!("{incident} left by {target}: {why}"),
-            D::Status { incident, status, why: None } => format!("{incident} {status}"),
-            D::Status { incident, status, why: Some(why) } => format!("{incident} {status} ({why})"),
+            D::Left {
+                incident,
+                target,
+                why,
+            } => format!("{incident} left by {target}: {why}"),
+            D::Status {
+                incident,
+                status,
+                why: None,
+            } => format!("{incident} {status}"),
+            D::Status {
+                incident,
+                status,
+                why: Some(why),
+            } => format!("{incident} {status} ({why})"),
             D::RunStep(r) => match &r.action {
                 StepAction::Wait { duration } => {
-                    format!("{} wait {duration} on {} (step {})", r.run.incident, r.target, r.step)
+                    format!(
+                        "{} wait {duration} on {} (step {})",
+                        r.run.incident, r.target, r.step
+                    )
                 }
                 StepAction::Batch { command, .. } => format!(
                     "{} run batch {command} for {} (step {}, attempt {} of {})",
@@ -263,7 +334,12 @@ impl Decision {
                     r.attempts
                 ),
             },
-            D::StepFinished { incident, run, action, outcome } => {
+            D::StepFinished {
+                incident,
+                run,
+                action,
+                outcome,
+            } => {
                 let what = match outcome {
                     StepOutcome::Succeeded => "succeeded".to_owned(),
                     StepOutcome::Verified => "verified: the condition cleared".to_owned(),
@@ -280,29 +356,57 @@ impl Decision {
             D::CancelStep { run, action, why } => {
                 format!("{} cancel {action} on {}: {why}", run.incident, run.target)
             }
-            D::RecoveryHeld { incident, target, why } => {
+            D::RecoveryHeld {
+                incident,
+                target,
+                why,
+            } => {
                 format!("{incident} recovery of {target} held: {}", why.render(now))
             }
-            D::RecoverySkipped { incident, target, used, window } => format!(
+            D::RecoverySkipped {
+                incident,
+                target,
+                used,
+                window,
+            } => format!(
                 "{incident} recovery of {target} skipped: its budget of {used} run(s) per {window} is used up"
             ),
-            D::RecoveryFailed { incident, target } => format!("{incident} recovery of {target} failed"),
+            D::RecoveryFailed { incident, target } => {
+                format!("{incident} recovery of {target} failed")
+            }
             D::Notify(n) => match n.kind {
-                NotifyKind::Problem => format!("{} notify {} level {}", n.incident, n.channel, n.level),
+                NotifyKind::Problem => {
+                    format!("{} notify {} level {}", n.incident, n.channel, n.level)
+                }
                 NotifyKind::Repeat(k) => {
-                    format!("{} notify {} level {} (repeat {k})", n.incident, n.channel, n.level)
+                    format!(
+                        "{} notify {} level {} (repeat {k})",
+                        n.incident, n.channel, n.level
+                    )
                 }
                 NotifyKind::Resolved => format!("{} notify {}: resolved", n.incident, n.channel),
                 NotifyKind::Flapping => format!("{} notify {}: flapping", n.incident, n.channel),
             },
-            D::LevelHeld { incident, level, why } => {
+            D::LevelHeld {
+                incident,
+                level,
+                why,
+            } => {
                 format!("{incident} level {level} held: {}", why.render(now))
             }
-            D::Flapping { incident, firings, window } => {
+            D::Flapping {
+                incident,
+                firings,
+                window,
+            } => {
                 format!("{incident} flapping: fired {firings} times within {window}")
             }
             D::FlappingEnded { fingerprint } => format!("{fingerprint} no longer flapping"),
-            D::Acked { incident, by, until } => {
+            D::Acked {
+                incident,
+                by,
+                until,
+            } => {
                 format!("{incident} acked by {by}, {}", remaining(now, *until))
             }
             D::Unacked { incident } => format!("{incident} ack withdrawn"),
@@ -310,7 +414,9 @@ impl Decision {
             D::SilenceMatchesNothing { silence } => format!("silence {silence} matches nothing"),
             D::SilenceExpired { silence } => format!("silence {silence} expired"),
             D::MaintenanceEnded { host } => format!("host {host} maintenance ended"),
-            D::StaleResult { run } => format!("result for {run} ignored: the step is no longer running"),
+            D::StaleResult { run } => {
+                format!("result for {run} ignored: the step is no longer running")
+            }
         }
     }
 }

@@ -61,7 +61,12 @@ impl fmt::Display for Diagnostic {
             let gutter = self.line.to_string().len();
             let pad = " ".repeat(gutter);
             write!(f, "\n{pad} |\n{} | {src}\n{pad} | ", self.line)?;
-            write!(f, "{}{}", " ".repeat(self.column - 1), "^".repeat(self.width.max(1)))?;
+            write!(
+                f,
+                "{}{}",
+                " ".repeat(self.column - 1),
+                "^".repeat(self.width.max(1))
+            )?;
         }
         if let Some(help) = &self.help {
             write!(f, "\n  = help: {help}")?;
@@ -86,7 +91,9 @@ impl Source<'_> {
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
         let source_line = self.text[line_start..line_end].trim_end_matches('\r');
         let column = self.text[line_start..start].chars().count() + 1;
         let end = floor_char_boundary(self.text, span.end.clamp(start, line_end));

@@ -162,7 +162,9 @@ impl Matcher {
 
 /// A matcher that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid matcher `{0}`: write label=pattern or label!=pattern, for example rack=r1 or host!=hv*")]
+#[error(
+    "invalid matcher `{0}`: write label=pattern or label!=pattern, for example rack=r1 or host!=hv*"
+)]
 pub struct MatcherError(pub String);
 
 impl FromStr for Matcher {
@@ -243,7 +245,11 @@ impl FromStr for IncidentId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/step{}/try{}", self.incident, self.target, self.step, self.attempt)
+        write!(
+            f,
+            "{}/{}/step{}/try{}",
+            self.incident, self.target, self.step, self.attempt
+        )
     }
 }
 
@@ -280,7 +286,9 @@ macro_rules! serde_via_string {
         }
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
             }
         }
     };

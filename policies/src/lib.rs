@@ -36,8 +36,8 @@ pub use checker::{CheckOptions, Report, check_dir, load_dir};
 pub use decision::{Decision, DecisionKind};
 pub use engine::{Engine, EngineError, EngineState};
 pub use input::{IncidentId, Input, InputKind, RunId};
-pub use testing::{TestReport, test_file};
 pub use policy::{Policy, PolicySet};
+pub use testing::{TestReport, test_file};
 
 /// Version of the policy file format; files declare the version they target.
 pub const LANGUAGE_VERSION: u32 = 1;

@@ -58,6 +58,9 @@ pub struct NoPlanner;
 
 impl Planner for NoPlanner {
     fn check(&self, request: &PlanRequest) -> Result<(), NotAvailable> {
-        Err(NotAvailable(format!("no planner for {} in this build", request.kind)))
+        Err(NotAvailable(format!(
+            "no planner for {} in this build",
+            request.kind
+        )))
     }
 }

@@ -285,7 +285,10 @@ impl PolicySet {
     /// it (the checker reports duplicates before it comes to this).
     pub fn new(policies: impl IntoIterator<Item = Policy>) -> PolicySet {
         PolicySet {
-            policies: policies.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect(),
+            policies: policies
+                .into_iter()
+                .map(|p| (p.name.clone(), Arc::new(p)))
+                .collect(),
         }
     }
 

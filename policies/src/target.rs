@@ -10,8 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::glob;
 
 /// The kinds of thing a policy can watch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     /// A hypervisor or storage host (one agent).
@@ -66,7 +65,9 @@ pub struct TargetRef {
 
 /// A target reference that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid target `{text}`: write KIND:ID with KIND one of host, vm, service, storage-device, lun (for example `service:hv1/nginx`)")]
+#[error(
+    "invalid target `{text}`: write KIND:ID with KIND one of host, vm, service, storage-device, lun (for example `service:hv1/nginx`)"
+)]
 pub struct TargetRefError {
     /// What was written.
     pub text: String,
@@ -147,7 +148,12 @@ impl TargetInfo {
     /// placed on the host its id starts with (`service:hv1/nginx` is
     /// `nginx` on `hv1`), the convention agents use.
     pub fn bare(target: TargetRef) -> TargetInfo {
-        let name = target.id.rsplit('/').next().unwrap_or(&target.id).to_owned();
+        let name = target
+            .id
+            .rsplit('/')
+            .next()
+            .unwrap_or(&target.id)
+            .to_owned();
         let host = match target.kind {
             TargetKind::Host => Some(target.id.clone()),
             _ => target.id.split_once('/').map(|(h, _)| h.to_owned()),
@@ -162,8 +168,7 @@ impl TargetInfo {
 }
 
 /// The states the failure detector gives a host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostState {
     /// Heartbeats arrive on time.

@@ -9,8 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// An instant in milliseconds since an epoch the caller chooses: the Unix
 /// epoch in the watchdog, the start of the test in policy tests. The engine
 /// never reads a clock; every instant it knows came from an input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -54,7 +55,9 @@ const UNITS: [(&str, u64); 5] = [
 
 /// A duration that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{text}`: {problem}; write a whole number and a unit (ms, s, m, h, d), several in a row if you like, for example \"90s\", \"5m\" or \"1h30m\"")]
+#[error(
+    "invalid duration `{text}`: {problem}; write a whole number and a unit (ms, s, m, h, d), several in a row if you like, for example \"90s\", \"5m\" or \"1h30m\""
+)]
 pub struct DurationError {
     /// What was written.
     pub text: String,
@@ -95,7 +98,9 @@ impl Duration {
             if digits == 0 {
                 return Err(err("a number must come before each unit"));
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| err("the number is too large"))?;
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| err("the number is too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
             if unit_len == 0 {

@@ -52,25 +52,46 @@ fn shipped_policies_check_against_the_default_channels_and_actions() {
 
 #[test]
 fn every_shipped_policy_has_a_test_file() {
-    let tests: BTreeSet<String> = files(".test.toml").iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    for policy in files(".toml").iter().filter(|p| !p.to_string_lossy().ends_with(".test.toml")) {
+    let tests: BTreeSet<String> = files(".test.toml")
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for policy in files(".toml")
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".test.toml"))
+    {
         let test = policy.to_string_lossy().replace(".toml", ".test.toml");
-        assert!(tests.contains(&test), "{} has no test file {test}", policy.display());
+        assert!(
+            tests.contains(&test),
+            "{} has no test file {test}",
+            policy.display()
+        );
     }
 }
 
 #[test]
 fn every_shipped_policy_test_passes() {
     let tests = files(".test.toml");
-    assert!(tests.len() >= 7, "expected a test file per shipped policy, found {tests:?}");
+    assert!(
+        tests.len() >= 7,
+        "expected a test file per shipped policy, found {tests:?}"
+    );
     let mut failed = Vec::new();
     for t in &tests {
         let report = test_file(t);
         println!("{report}");
-        assert!(!report.tests.is_empty() || !report.errors.is_empty(), "{} ran no test", t.display());
+        assert!(
+            !report.tests.is_empty() || !report.errors.is_empty(),
+            "{} ran no test",
+            t.display()
+        );
         if !report.passed() {
             failed.push(report.to_string());
         }
     }
-    assert!(failed.is_empty(), "failing policy tests:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "failing policy tests:\n{}",
+        failed.join("\n")
+    );
 }

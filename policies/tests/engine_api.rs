@@ -10,7 +10,9 @@ use hyperwatch_policies::planner::{NotAvailable, PlanRequest, Planner};
 use hyperwatch_policies::policy::{Policy, PolicySet, StepAction};
 use hyperwatch_policies::target::{HostState, TargetInfo, TargetRef};
 use hyperwatch_policies::time::{Duration, Timestamp};
-use hyperwatch_policies::{CheckOptions, Decision, Engine, EngineError, EngineState, IncidentId, Input, InputKind};
+use hyperwatch_policies::{
+    CheckOptions, Decision, Engine, EngineError, EngineState, IncidentId, Input, InputKind,
+};
 
 fn policy(name: &str, text: &str) -> Policy {
     let text = format!("version = 1\nname = \"{name}\"\n{text}");
@@ -67,7 +69,14 @@ fn svc() -> TargetRef {
 }
 
 fn exited(at: u64) -> Input {
-    input(at, InputKind::State { target: svc(), name: "service".into(), value: "exited".into() })
+    input(
+        at,
+        InputKind::State {
+            target: svc(),
+            name: "service".into(),
+            value: "exited".into(),
+        },
+    )
 }
 
 fn lines(ds: &[Decision]) -> Vec<String> {
@@ -92,9 +101,18 @@ fn a_restored_engine_resumes_mid_step_without_repeating_it() {
     // kill -9: all that survives is the persisted JSON.
     let json = serde_json::to_string(&e.snapshot()).unwrap();
     let state: EngineState = serde_json::from_str(&json).unwrap();
-    let (mut restored, on_restore) = Engine::restore(PolicySet::new([policy("svc", RESTART)]), state).unwrap();
-    assert_eq!(on_restore, Vec::new(), "restoring with the same policies decides nothing");
-    assert_eq!(restored.awaited_steps(), vec![run.clone()], "the runtime can re-send the step in flight");
+    let (mut restored, on_restore) =
+        Engine::restore(PolicySet::new([policy("svc", RESTART)]), state).unwrap();
+    assert_eq!(
+        on_restore,
+        Vec::new(),
+        "restoring with the same policies decides nothing"
+    );
+    assert_eq!(
+        restored.awaited_steps(),
+        vec![run.clone()],
+        "the runtime can re-send the step in flight"
+    );
     // Both go on identically: the step times out once, the second attempt runs.
     let a = e.advance(secs(31));
     let b = restored.advance(secs(31));
@@ -106,23 +124,44 @@ fn a_restored_engine_resumes_mid_step_without_repeating_it() {
             "30s  inc-1 run restart-service on service:hv1/nginx (step 1, attempt 2 of 2)",
         ]
     );
-    let result = input(32, InputKind::StepResult { run, result: StepResult::Succeeded });
-    assert_eq!(e.handle(result.clone()).unwrap(), restored.handle(result).unwrap());
+    let result = input(
+        32,
+        InputKind::StepResult {
+            run,
+            result: StepResult::Succeeded,
+        },
+    );
+    assert_eq!(
+        e.handle(result.clone()).unwrap(),
+        restored.handle(result).unwrap()
+    );
     assert_eq!(e.snapshot(), restored.snapshot());
 }
 
 #[test]
 fn a_result_for_a_step_no_longer_running_is_ignored_and_said() {
     let mut e = engine();
-    let run = e.handle(exited(0)).unwrap().iter().find_map(|d| match &d.kind {
-        DecisionKind::RunStep(r) => Some(r.run.clone()),
-        _ => None,
-    });
+    let run = e
+        .handle(exited(0))
+        .unwrap()
+        .iter()
+        .find_map(|d| match &d.kind {
+            DecisionKind::RunStep(r) => Some(r.run.clone()),
+            _ => None,
+        });
     e.advance(secs(31));
-    let late = e.handle(input(40, InputKind::StepResult { run: run.unwrap(), result: StepResult::Succeeded }));
+    let late = e.handle(input(
+        40,
+        InputKind::StepResult {
+            run: run.unwrap(),
+            result: StepResult::Succeeded,
+        },
+    ));
     assert_eq!(
         lines(&late.unwrap()),
-        ["40s  result for inc-1/service:hv1/nginx/step1/try1 ignored: the step is no longer running"]
+        [
+            "40s  result for inc-1/service:hv1/nginx/step1/try1 ignored: the step is no longer running"
+        ]
     );
 }
 
@@ -132,14 +171,34 @@ fn refused_inputs_change_nothing() {
     e.handle(exited(0)).unwrap();
     let before = e.snapshot();
     let bad = [
-        (InputKind::Ack { incident: IncidentId(9), until: None, by: "a".into() }, "inc-9 is not open: it resolved, or never existed"),
-        (InputKind::Unsilence { id: "nope".into() }, "there is no silence `nope`"),
         (
-            InputKind::Samples(vec![Sample { target: svc(), metric: "m".into(), value: f64::NAN }]),
+            InputKind::Ack {
+                incident: IncidentId(9),
+                until: None,
+                by: "a".into(),
+            },
+            "inc-9 is not open: it resolved, or never existed",
+        ),
+        (
+            InputKind::Unsilence { id: "nope".into() },
+            "there is no silence `nope`",
+        ),
+        (
+            InputKind::Samples(vec![Sample {
+                target: svc(),
+                metric: "m".into(),
+                value: f64::NAN,
+            }]),
             "sample `m` of service:hv1/nginx is not a finite number: NaN",
         ),
         (
-            InputKind::Silence(Silence { id: "s".into(), matchers: vec![], until: secs(99), by: "a".into(), comment: String::new() }),
+            InputKind::Silence(Silence {
+                id: "s".into(),
+                matchers: vec![],
+                until: secs(99),
+                by: "a".into(),
+                comment: String::new(),
+            }),
             "silence `s` has no matchers: it would silence everything",
         ),
         (
@@ -190,8 +249,15 @@ fn idempotency_keys_name_incident_level_and_repeat() {
     }
     assert!(t > 0);
     notes.extend(
-        e.handle(input(3_000, InputKind::State { target: svc(), name: "service".into(), value: "running".into() }))
-            .unwrap(),
+        e.handle(input(
+            3_000,
+            InputKind::State {
+                target: svc(),
+                name: "service".into(),
+                value: "running".into(),
+            },
+        ))
+        .unwrap(),
     );
     let keys: Vec<(String, String, NotifyKind)> = notes
         .iter()
@@ -205,18 +271,39 @@ fn idempotency_keys_name_incident_level_and_repeat() {
         [
             ("inc-1/L1".into(), "console".into(), NotifyKind::Problem),
             ("inc-1/L2".into(), "email".into(), NotifyKind::Problem),
-            ("inc-1/L2/repeat1".into(), "email".into(), NotifyKind::Repeat(1)),
-            ("inc-1/resolved".into(), "console".into(), NotifyKind::Resolved),
-            ("inc-1/resolved".into(), "email".into(), NotifyKind::Resolved),
+            (
+                "inc-1/L2/repeat1".into(),
+                "email".into(),
+                NotifyKind::Repeat(1)
+            ),
+            (
+                "inc-1/resolved".into(),
+                "console".into(),
+                NotifyKind::Resolved
+            ),
+            (
+                "inc-1/resolved".into(),
+                "email".into(),
+                NotifyKind::Resolved
+            ),
         ]
     );
 }
 
 #[test]
 fn hot_reload_resolves_incidents_of_removed_policies_and_same_set_is_silent() {
-    let mut e = Engine::new(PolicySet::new([policy("svc", RESTART), policy("hb", FAILOVER)]));
+    let mut e = Engine::new(PolicySet::new([
+        policy("svc", RESTART),
+        policy("hb", FAILOVER),
+    ]));
     e.handle(exited(0)).unwrap();
-    assert!(e.set_policies(PolicySet::new([policy("svc", RESTART), policy("hb", FAILOVER)])).is_empty());
+    assert!(
+        e.set_policies(PolicySet::new([
+            policy("svc", RESTART),
+            policy("hb", FAILOVER)
+        ]))
+        .is_empty()
+    );
     let d = e.set_policies(PolicySet::new([policy("hb", FAILOVER)]));
     assert_eq!(
         lines(&d),
@@ -242,23 +329,42 @@ struct PickyPlanner;
 
 impl Planner for PickyPlanner {
     fn check(&self, r: &PlanRequest) -> Result<(), NotAvailable> {
-        if r.target.id.starts_with("ok") { Ok(()) } else { Err(NotAvailable("no room".into())) }
+        if r.target.id.starts_with("ok") {
+            Ok(())
+        } else {
+            Err(NotAvailable("no room".into()))
+        }
     }
 }
 
 #[test]
 fn planner_steps_go_through_the_planner_interface() {
     let mut e = Engine::new(PolicySet::new([policy("hb", FAILOVER)])).with_planner(PickyPlanner);
-    let failed = |h: &str| input(0, InputKind::HostState { host: h.into(), state: HostState::Failed });
+    let failed = |h: &str| {
+        input(
+            0,
+            InputKind::HostState {
+                host: h.into(),
+                state: HostState::Failed,
+            },
+        )
+    };
     let ok = e.handle(failed("ok1")).unwrap();
     let run = ok.iter().find_map(|d| match &d.kind {
         DecisionKind::RunStep(r) => Some(r),
         _ => None,
     });
     let run = run.expect("the planner took the failover");
-    assert_eq!((run.action.clone(), run.host.as_deref()), (StepAction::Failover, Some("ok1")));
+    assert_eq!(
+        (run.action.clone(), run.host.as_deref()),
+        (StepAction::Failover, Some("ok1"))
+    );
     let refused = e.handle(failed("bad1")).unwrap();
-    assert!(lines(&refused).contains(&"0s  inc-1 failover on host:bad1 not available: no room".to_owned()), "{refused:#?}");
+    assert!(
+        lines(&refused)
+            .contains(&"0s  inc-1 failover on host:bad1 not available: no room".to_owned()),
+        "{refused:#?}"
+    );
 }
 
 #[test]
@@ -275,22 +381,46 @@ notify = ["console"]
 "#;
     let mut e = Engine::new(PolicySet::new([policy("cpu", cpu)]));
     let sample = |at, v| {
-        input(at, InputKind::Samples(vec![Sample { target: TargetRef::host("hv1"), metric: "cpu".into(), value: v }]))
+        input(
+            at,
+            InputKind::Samples(vec![Sample {
+                target: TargetRef::host("hv1"),
+                metric: "cpu".into(),
+                value: v,
+            }]),
+        )
     };
     e.handle(sample(10, 0.95)).unwrap();
     assert_eq!(e.next_wakeup(), Some(secs(310)));
     let d = e.advance(secs(400));
-    assert_eq!(lines(&d), ["5m10s  inc-1 firing", "5m10s  inc-1 notify console level 1"]);
-    assert_eq!(d[0].at, secs(310), "decided at the timer's instant, not the caller's");
+    assert_eq!(
+        lines(&d),
+        ["5m10s  inc-1 firing", "5m10s  inc-1 notify console level 1"]
+    );
+    assert_eq!(
+        d[0].at,
+        secs(310),
+        "decided at the timer's instant, not the caller's"
+    );
 }
 
 #[test]
 fn grouped_notifications_carry_every_target() {
     let mut e = Engine::new(PolicySet::new([policy("hb", FAILOVER)]));
     for h in ["hv1", "hv2", "hv3"] {
-        let info = TargetInfo { labels: [("rack".to_owned(), "r1".to_owned())].into(), ..TargetInfo::bare(TargetRef::host(h)) };
+        let info = TargetInfo {
+            labels: [("rack".to_owned(), "r1".to_owned())].into(),
+            ..TargetInfo::bare(TargetRef::host(h))
+        };
         e.handle(input(0, InputKind::Target(info))).unwrap();
-        e.handle(input(1, InputKind::HostState { host: h.into(), state: HostState::Failed })).unwrap();
+        e.handle(input(
+            1,
+            InputKind::HostState {
+                host: h.into(),
+                state: HostState::Failed,
+            },
+        ))
+        .unwrap();
     }
     let d = e.advance(secs(60));
     let n = d
@@ -302,6 +432,15 @@ fn grouped_notifications_carry_every_target() {
         .expect("one page");
     assert_eq!(n.targets.len(), 3);
     assert_eq!(n.summary, "hb on host:hv1 (and 2 more)");
-    assert_eq!(d.iter().filter(|d| matches!(d.kind, DecisionKind::Notify(_))).count(), 1);
-    assert_eq!(Duration(31_000), d[0].at.since(Timestamp(0)), "30s group wait after the first failure");
+    assert_eq!(
+        d.iter()
+            .filter(|d| matches!(d.kind, DecisionKind::Notify(_)))
+            .count(),
+        1
+    );
+    assert_eq!(
+        Duration(31_000),
+        d[0].at.since(Timestamp(0)),
+        "30s group wait after the first failure"
+    );
 }

@@ -19,17 +19,37 @@ use hyperwatch_policies::{CheckOptions, Decision, Engine, EngineState, Input, In
 
 /// Policies covering every condition kind, grouping, flapping and the ladder.
 const POLICIES: [(&str, &str); 5] = [
-    ("svc", "[target]\nkind = \"service\"\n[when]\nstate = \"service\"\nis = \"exited\"\n[recovery]\nmax_runs = 2\nwindow = \"30m\"\n[[step]]\nkind = \"agent-action\"\naction = \"restart\"\ntimeout = \"20s\"\nattempts = 2\n[[step]]\nkind = \"wait\"\nduration = \"1m\"\n[[escalate]]\nif = \"recovery-failed\"\nnotify = [\"console\"]\n[[escalate]]\nafter = \"5m\"\nunless = \"acked\"\nnotify = [\"email\"]\nrepeat = \"10m\"\n"),
-    ("hb", "[target]\nkind = \"host\"\n[when]\nstate = \"host\"\nis = \"failed\"\n[group]\nby = [\"rack\"]\nwait = \"20s\"\n[[step]]\nkind = \"failover\"\nverify = \"step-result\"\n[[escalate]]\nnotify = [\"console\"]\non_resolve = false\n[[escalate]]\nafter = \"3m\"\nif = \"recovery-failed\"\nunless = \"acked\"\nnotify = [\"sms\"]\n"),
-    ("cpu", "[target]\nkind = \"host\"\n[when]\nmetric = \"cpu\"\nabove = 0.9\nfor = \"2m\"\n[clear]\nbelow = 0.7\nfor = \"1m\"\n[[step]]\nkind = \"rebalance\"\nverify_within = \"5m\"\n[[escalate]]\nafter = \"1m\"\nnotify = [\"console\"]\n[flapping]\nthreshold = 2\nwindow = \"20m\"\n"),
-    ("oom", "[target]\nkind = \"service\"\n[when]\nevent = \"oom\"\nat_least = 2\nwithin = \"5m\"\n[[escalate]]\nnotify = [\"email\"]\n"),
-    ("quiet", "[target]\nkind = \"host\"\n[when]\nabsent = \"load\"\nfor = \"4m\"\n[clear]\nmetric = \"load\"\nbelow = 100\n[[escalate]]\nnotify = [\"console\"]\nrepeat = \"7m\"\n"),
+    (
+        "svc",
+        "[target]\nkind = \"service\"\n[when]\nstate = \"service\"\nis = \"exited\"\n[recovery]\nmax_runs = 2\nwindow = \"30m\"\n[[step]]\nkind = \"agent-action\"\naction = \"restart\"\ntimeout = \"20s\"\nattempts = 2\n[[step]]\nkind = \"wait\"\nduration = \"1m\"\n[[escalate]]\nif = \"recovery-failed\"\nnotify = [\"console\"]\n[[escalate]]\nafter = \"5m\"\nunless = \"acked\"\nnotify = [\"email\"]\nrepeat = \"10m\"\n",
+    ),
+    (
+        "hb",
+        "[target]\nkind = \"host\"\n[when]\nstate = \"host\"\nis = \"failed\"\n[group]\nby = [\"rack\"]\nwait = \"20s\"\n[[step]]\nkind = \"failover\"\nverify = \"step-result\"\n[[escalate]]\nnotify = [\"console\"]\non_resolve = false\n[[escalate]]\nafter = \"3m\"\nif = \"recovery-failed\"\nunless = \"acked\"\nnotify = [\"sms\"]\n",
+    ),
+    (
+        "cpu",
+        "[target]\nkind = \"host\"\n[when]\nmetric = \"cpu\"\nabove = 0.9\nfor = \"2m\"\n[clear]\nbelow = 0.7\nfor = \"1m\"\n[[step]]\nkind = \"rebalance\"\nverify_within = \"5m\"\n[[escalate]]\nafter = \"1m\"\nnotify = [\"console\"]\n[flapping]\nthreshold = 2\nwindow = \"20m\"\n",
+    ),
+    (
+        "oom",
+        "[target]\nkind = \"service\"\n[when]\nevent = \"oom\"\nat_least = 2\nwithin = \"5m\"\n[[escalate]]\nnotify = [\"email\"]\n",
+    ),
+    (
+        "quiet",
+        "[target]\nkind = \"host\"\n[when]\nabsent = \"load\"\nfor = \"4m\"\n[clear]\nmetric = \"load\"\nbelow = 100\n[[escalate]]\nnotify = [\"console\"]\nrepeat = \"7m\"\n",
+    ),
 ];
 
 fn policies() -> PolicySet {
     PolicySet::new(POLICIES.iter().map(|(name, body)| {
         let text = format!("version = 1\nname = \"{name}\"\n{body}");
-        hyperwatch_policies::checker::parse_policy(&text, Path::new("p.toml"), &CheckOptions::default()).unwrap()
+        hyperwatch_policies::checker::parse_policy(
+            &text,
+            Path::new("p.toml"),
+            &CheckOptions::default(),
+        )
+        .unwrap()
     }))
 }
 
@@ -38,7 +58,11 @@ struct SomePlanner;
 
 impl Planner for SomePlanner {
     fn check(&self, r: &PlanRequest) -> Result<(), NotAvailable> {
-        if r.target.id == "hv3" { Err(NotAvailable("no room".into())) } else { Ok(()) }
+        if r.target.id == "hv3" {
+            Err(NotAvailable("no room".into()))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -89,10 +113,18 @@ struct Run {
 
 impl Run {
     fn new(hashed: bool) -> Run {
-        let mut r = Run { engine: Engine::new(policies()).with_planner(SomePlanner), clock: 0, decisions: Vec::new(), hashed };
+        let mut r = Run {
+            engine: Engine::new(policies()).with_planner(SomePlanner),
+            clock: 0,
+            decisions: Vec::new(),
+            hashed,
+        };
         for (i, h) in HOSTS.iter().enumerate() {
             let rack = if i < 2 { "r1" } else { "r2" };
-            let info = TargetInfo { labels: [("rack".to_owned(), rack.to_owned())].into(), ..TargetInfo::bare(TargetRef::host(h)) };
+            let info = TargetInfo {
+                labels: [("rack".to_owned(), rack.to_owned())].into(),
+                ..TargetInfo::bare(TargetRef::host(h))
+            };
             r.input(InputKind::Target(info));
         }
         r
@@ -101,17 +133,33 @@ impl Run {
     /// A run resuming from a snapshot, with the policies in force then.
     fn restored(set: PolicySet, state: EngineState, clock: u64, hashed: bool) -> Run {
         let (engine, d) = Engine::restore(set, state).unwrap();
-        assert!(d.is_empty(), "restore with unchanged policies decided {d:?}");
-        Run { engine: engine.with_planner(SomePlanner), clock, decisions: Vec::new(), hashed }
+        assert!(
+            d.is_empty(),
+            "restore with unchanged policies decided {d:?}"
+        );
+        Run {
+            engine: engine.with_planner(SomePlanner),
+            clock,
+            decisions: Vec::new(),
+            hashed,
+        }
     }
 
     fn input(&mut self, kind: InputKind) {
-        let input = Input { at: Timestamp(self.clock * 1_000), kind };
+        let input = Input {
+            at: Timestamp(self.clock * 1_000),
+            kind,
+        };
         // Refusals (ack of an incident that just resolved) are fine; they
         // must simply be the same in every run.
         match self.engine.handle(input) {
             Ok(d) => self.decisions.extend(d),
-            Err(e) => self.decisions.push(Decision { at: Timestamp(0), kind: DecisionKind::SilenceExpired { silence: format!("refused: {e}") } }),
+            Err(e) => self.decisions.push(Decision {
+                at: Timestamp(0),
+                kind: DecisionKind::SilenceExpired {
+                    silence: format!("refused: {e}"),
+                },
+            }),
         }
     }
 
@@ -125,22 +173,40 @@ impl Run {
             }
             Op::Service(i, exited) => {
                 let value = if *exited { "exited" } else { "running" };
-                self.input(InputKind::State { target: svc(*i), name: "service".into(), value: value.into() })
+                self.input(InputKind::State {
+                    target: svc(*i),
+                    name: "service".into(),
+                    value: value.into(),
+                })
             }
-            Op::Host(i, s) => self.input(InputKind::HostState { host: HOSTS[*i].into(), state: HostState::ALL[*s as usize] }),
+            Op::Host(i, s) => self.input(InputKind::HostState {
+                host: HOSTS[*i].into(),
+                state: HostState::ALL[*s as usize],
+            }),
             Op::Cpu(values) => {
                 let by_host: HashMap<usize, u8> = values.iter().copied().collect();
                 let mut samples: Vec<Sample> = by_host
                     .iter()
-                    .map(|(h, v)| Sample { target: TargetRef::host(HOSTS[*h]), metric: "cpu".into(), value: f64::from(*v) / 100.0 })
+                    .map(|(h, v)| Sample {
+                        target: TargetRef::host(HOSTS[*h]),
+                        metric: "cpu".into(),
+                        value: f64::from(*v) / 100.0,
+                    })
                     .collect();
                 if !self.hashed {
                     samples.sort_by(|a, b| a.target.cmp(&b.target));
                 }
                 self.input(InputKind::Samples(samples))
             }
-            Op::Load(h) => self.input(InputKind::Samples(vec![Sample { target: TargetRef::host(HOSTS[*h]), metric: "load".into(), value: 1.0 }])),
-            Op::Oom(i) => self.input(InputKind::Event { target: svc(*i), name: "oom".into() }),
+            Op::Load(h) => self.input(InputKind::Samples(vec![Sample {
+                target: TargetRef::host(HOSTS[*h]),
+                metric: "load".into(),
+                value: 1.0,
+            }])),
+            Op::Oom(i) => self.input(InputKind::Event {
+                target: svc(*i),
+                name: "oom".into(),
+            }),
             Op::Answer(k, r) => {
                 let awaited = self.engine.awaited_steps();
                 if let Some(run) = awaited.get(k % awaited.len().max(1)).cloned() {
@@ -156,7 +222,11 @@ impl Run {
                 let ids: Vec<_> = self.engine.incidents().map(|i| i.id).collect();
                 if let Some(id) = ids.get(k % ids.len().max(1)).copied() {
                     let until = d.map(|d| Timestamp((self.clock + d) * 1_000));
-                    self.input(InputKind::Ack { incident: id, until, by: "op".into() })
+                    self.input(InputKind::Ack {
+                        incident: id,
+                        until,
+                        by: "op".into(),
+                    })
                 }
             }
             Op::Silence(h, d) => self.input(InputKind::Silence(Silence {
@@ -171,7 +241,16 @@ impl Run {
                 until: d.map(|d| Timestamp((self.clock + d) * 1_000)),
             }),
             Op::Reload(all) => {
-                let set = if *all { policies() } else { PolicySet::new(policies().iter().filter(|p| p.name != "oom").map(|p| (**p).clone())) };
+                let set = if *all {
+                    policies()
+                } else {
+                    PolicySet::new(
+                        policies()
+                            .iter()
+                            .filter(|p| p.name != "oom")
+                            .map(|p| (**p).clone()),
+                    )
+                };
                 let d = self.engine.set_policies(set);
                 self.decisions.extend(d);
             }
@@ -185,9 +264,16 @@ fn assert_nothing_twice(decisions: &[Decision]) {
     let mut notes = BTreeSet::new();
     for d in decisions {
         match &d.kind {
-            DecisionKind::RunStep(r) => assert!(runs.insert(r.run.clone()), "step {} decided twice", r.run),
+            DecisionKind::RunStep(r) => {
+                assert!(runs.insert(r.run.clone()), "step {} decided twice", r.run)
+            }
             DecisionKind::Notify(n) => {
-                assert!(notes.insert((n.key.clone(), n.channel.clone())), "notification {} to {} decided twice", n.key, n.channel)
+                assert!(
+                    notes.insert((n.key.clone(), n.channel.clone())),
+                    "notification {} to {} decided twice",
+                    n.key,
+                    n.channel
+                )
             }
             _ => {}
         }

@@ -57,7 +57,14 @@ fn main() -> ExitCode {
             println!("{}", hyperwatch::version::describe());
             ExitCode::SUCCESS
         }
-        Some(Command::Policy { command: PolicyCommand::Check { dir, channels, actions } }) => {
+        Some(Command::Policy {
+            command:
+                PolicyCommand::Check {
+                    dir,
+                    channels,
+                    actions,
+                },
+        }) => {
             let opts = CheckOptions {
                 channels: channels.map(|c| c.into_iter().collect()),
                 actions: actions.map(|a| a.into_iter().collect()),
@@ -71,14 +78,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Some(Command::Policy { command: PolicyCommand::Test { files } }) => {
+        Some(Command::Policy {
+            command: PolicyCommand::Test { files },
+        }) => {
             let mut passed = true;
             for f in &files {
                 let report = test_file(f);
                 passed &= report.passed();
                 println!("{report}\n");
             }
-            if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -16,12 +16,24 @@ use crate::target::{Selector, TargetKind};
 use crate::time::Duration;
 
 /// Checks a parsed file; every problem found is reported, not just the first.
-pub fn compile(src: &Source, f: PolicyFile, opts: &CheckOptions) -> Result<Policy, Vec<Diagnostic>> {
+pub fn compile(
+    src: &Source,
+    f: PolicyFile,
+    opts: &CheckOptions,
+) -> Result<Policy, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     if *f.version.get_ref() != LANGUAGE_VERSION {
         errors.push(
-            src.error(f.version.span(), format!("policy language version {} is not supported", f.version.get_ref()))
-                .help(format!("this build reads version {LANGUAGE_VERSION}: `version = {LANGUAGE_VERSION}`")),
+            src.error(
+                f.version.span(),
+                format!(
+                    "policy language version {} is not supported",
+                    f.version.get_ref()
+                ),
+            )
+            .help(format!(
+                "this build reads version {LANGUAGE_VERSION}: `version = {LANGUAGE_VERSION}`"
+            )),
         );
     }
     let name = match &f.name {
@@ -32,10 +44,27 @@ pub fn compile(src: &Source, f: PolicyFile, opts: &CheckOptions) -> Result<Polic
         None => file_stem(src.path),
     };
     let selector = selector(&f);
-    let when = condition::compile(src, f.when.get_ref(), f.when.span(), "when", None, &mut errors);
+    let when = condition::compile(
+        src,
+        f.when.get_ref(),
+        f.when.span(),
+        "when",
+        None,
+        &mut errors,
+    );
     let clear = f.clear.as_ref().and_then(|c| {
-        condition::compile(src, c.get_ref(), c.span(), "clear", Some(f.when.get_ref()), &mut errors)
+        condition::compile(
+            src,
+            c.get_ref(),
+            c.span(),
+            "clear",
+            Some(f.when.get_ref()),
+            &mut errors,
+        )
     });
+    if let (Some(w), Some(c), Some(cs)) = (&when, &clear, &f.clear) {
+        check_hysteresis(src, w, c, cs.span(), &mut errors);
+    }
     let clear_hold = clear.as_ref().map_or(Duration::ZERO, |c| c.hold);
     let steps: Vec<Step> = f
         .step
@@ -47,11 +76,24 @@ pub fn compile(src: &Source, f: PolicyFile, opts: &CheckOptions) -> Result<Polic
     let ladder = ladder(src, &f, opts, &mut errors);
     let group = f.group.as_ref().map(|g| {
         if g.get_ref().by.get_ref().is_empty() {
-            errors.push(src.error(g.get_ref().by.span(), "`by` lists no labels").help("for example `by = [\"cluster\", \"rack\"]`"));
+            errors.push(
+                src.error(g.get_ref().by.span(), "`by` lists no labels")
+                    .help("for example `by = [\"cluster\", \"rack\"]`"),
+            );
         }
         Grouping {
-            by: g.get_ref().by.get_ref().iter().map(|l| l.get_ref().clone()).collect(),
-            wait: g.get_ref().wait.as_ref().map_or(DEFAULT_GROUP_WAIT, |w| *w.get_ref()),
+            by: g
+                .get_ref()
+                .by
+                .get_ref()
+                .iter()
+                .map(|l| l.get_ref().clone())
+                .collect(),
+            wait: g
+                .get_ref()
+                .wait
+                .as_ref()
+                .map_or(DEFAULT_GROUP_WAIT, |w| *w.get_ref()),
         }
     });
     let flapping = flapping(src, &f, &mut errors);
@@ -63,7 +105,9 @@ pub fn compile(src: &Source, f: PolicyFile, opts: &CheckOptions) -> Result<Polic
             name,
             file: src.path.to_owned(),
             description: f.description.unwrap_or_default(),
-            summary: f.summary.map_or_else(|| "{policy} on {target}".to_owned(), Spanned::into_inner),
+            summary: f
+                .summary
+                .map_or_else(|| "{policy} on {target}".to_owned(), Spanned::into_inner),
             severity: f.severity.unwrap_or_default(),
             selector,
             when,
@@ -80,17 +124,28 @@ pub fn compile(src: &Source, f: PolicyFile, opts: &CheckOptions) -> Result<Polic
 
 /// The file name without `.toml`: the policy's default name.
 pub fn file_stem(path: &Path) -> String {
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     file.strip_suffix(".toml").unwrap_or(&file).to_owned()
 }
 
 fn check_name(src: &Source, n: &Spanned<String>, errors: &mut Vec<Diagnostic>) {
     let ok = !n.get_ref().is_empty()
-        && n.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && n.get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !ok {
         errors.push(
-            src.error(n.span(), format!("policy name `{}` may only use letters, digits, `-`, `_` and `.`", n.get_ref()))
-                .help("names appear in incident fingerprints, silences and URLs"),
+            src.error(
+                n.span(),
+                format!(
+                    "policy name `{}` may only use letters, digits, `-`, `_` and `.`",
+                    n.get_ref()
+                ),
+            )
+            .help("names appear in incident fingerprints, silences and URLs"),
         );
     }
 }
@@ -98,7 +153,13 @@ fn check_name(src: &Source, n: &Spanned<String>, errors: &mut Vec<Diagnostic>) {
 fn selector(f: &PolicyFile) -> Selector {
     let t = f.target.get_ref();
     let mut labels = BTreeMap::new();
-    for (label, v) in [("name", &t.name), ("cluster", &t.cluster), ("rack", &t.rack), ("tenant", &t.tenant), ("host", &t.host)] {
+    for (label, v) in [
+        ("name", &t.name),
+        ("cluster", &t.cluster),
+        ("rack", &t.rack),
+        ("tenant", &t.tenant),
+        ("host", &t.host),
+    ] {
         if let Some(v) = v {
             labels.insert(label.to_owned(), v.get_ref().0.clone());
         }
@@ -106,7 +167,10 @@ fn selector(f: &PolicyFile) -> Selector {
     for (label, v) in t.labels.iter().flatten() {
         labels.insert(label.clone(), v.get_ref().0.clone());
     }
-    Selector { kind: *t.kind.get_ref(), labels }
+    Selector {
+        kind: *t.kind.get_ref(),
+        labels,
+    }
 }
 
 /// The target kind each planner step works on.
@@ -132,12 +196,23 @@ fn step(
     let before = errors.len();
     let mut only = |key: &str, span: Option<std::ops::Range<usize>>, owner: &str| {
         if let Some(span) = span {
-            errors.push(src.error(span, format!("`{key}` belongs to {owner} steps, and step {n} is not one")));
+            errors.push(src.error(
+                span,
+                format!("`{key}` belongs to {owner} steps, and step {n} is not one"),
+            ));
         }
     };
     if kind != StepKindName::AgentAction {
-        only("action", st.action.as_ref().map(Spanned::span), "agent-action");
-        only("params", st.params.as_ref().map(Spanned::span), "agent-action");
+        only(
+            "action",
+            st.action.as_ref().map(Spanned::span),
+            "agent-action",
+        );
+        only(
+            "params",
+            st.params.as_ref().map(Spanned::span),
+            "agent-action",
+        );
     }
     if kind != StepKindName::Batch {
         only("command", st.command.as_ref().map(Spanned::span), "batch");
@@ -151,7 +226,10 @@ fn step(
             ("timeout", st.timeout.as_ref().map(Spanned::span)),
             ("attempts", st.attempts.as_ref().map(Spanned::span)),
             ("verify", st.verify.as_ref().map(Spanned::span)),
-            ("verify_within", st.verify_within.as_ref().map(Spanned::span)),
+            (
+                "verify_within",
+                st.verify_within.as_ref().map(Spanned::span),
+            ),
         ] {
             if let Some(span) = span {
                 errors.push(
@@ -162,10 +240,13 @@ fn step(
         }
     }
     if let Some(wanted) = planner_kind(kind).filter(|k| *k != target) {
-        errors.push(src.error(st.kind.span(), format!(
-            "a `{}` step works on a {wanted}, but this policy watches {target} targets",
-            st.kind.get_ref().as_str()
-        )));
+        errors.push(src.error(
+            st.kind.span(),
+            format!(
+                "a `{}` step works on a {wanted}, but this policy watches {target} targets",
+                st.kind.get_ref().as_str()
+            ),
+        ));
     }
     let action = match kind {
         StepKindName::AgentAction => {
@@ -175,12 +256,22 @@ fn step(
             };
             if let Some(known) = &opts.actions {
                 if !known.contains(a.get_ref()) {
-                    errors.push(unknown_name(src, a, "action", known, "the actions the agents allow"));
+                    errors.push(unknown_name(
+                        src,
+                        a,
+                        "action",
+                        known,
+                        "the actions the agents allow",
+                    ));
                 }
             }
             StepAction::AgentAction {
                 action: a.get_ref().clone(),
-                params: st.params.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default(),
+                params: st
+                    .params
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_default(),
             }
         }
         StepKindName::Failover => StepAction::Failover,
@@ -188,7 +279,12 @@ fn step(
         StepKindName::MoveLuns => StepAction::MoveLuns,
         StepKindName::Batch => {
             let Some(c) = &st.command else {
-                errors.push(src.error(s.span(), format!("step {n} (batch) needs `command`: the program to run on the watchdog host")));
+                errors.push(src.error(
+                    s.span(),
+                    format!(
+                        "step {n} (batch) needs `command`: the program to run on the watchdog host"
+                    ),
+                ));
                 return None;
             };
             if !c.get_ref().starts_with('/') {
@@ -197,21 +293,32 @@ fn step(
             }
             StepAction::Batch {
                 command: c.get_ref().clone(),
-                args: st.args.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default(),
+                args: st
+                    .args
+                    .as_ref()
+                    .map(|a| a.get_ref().clone())
+                    .unwrap_or_default(),
             }
         }
         StepKindName::Wait => {
             let Some(d) = &st.duration else {
-                errors.push(src.error(s.span(), format!("step {n} (wait) needs `duration`")).help("for example `duration = \"2m\"`"));
+                errors.push(
+                    src.error(s.span(), format!("step {n} (wait) needs `duration`"))
+                        .help("for example `duration = \"2m\"`"),
+                );
                 return None;
             };
-            StepAction::Wait { duration: *d.get_ref() }
+            StepAction::Wait {
+                duration: *d.get_ref(),
+            }
         }
     };
     let timeout = st.timeout.as_ref().map_or(
         match kind {
             StepKindName::Batch => DEFAULT_BATCH_TIMEOUT,
-            StepKindName::Failover | StepKindName::Rebalance | StepKindName::MoveLuns => DEFAULT_PLANNER_TIMEOUT,
+            StepKindName::Failover | StepKindName::Rebalance | StepKindName::MoveLuns => {
+                DEFAULT_PLANNER_TIMEOUT
+            }
             _ => DEFAULT_AGENT_ACTION_TIMEOUT,
         },
         |t| *t.get_ref(),
@@ -224,10 +331,16 @@ fn step(
         errors.push(src.error(a.span(), "`attempts` must be at least 1"));
     }
     let verify = st.verify.as_ref().map_or(Verify::Cleared, |v| *v.get_ref());
-    let verify_within = st.verify_within.as_ref().map_or(DEFAULT_VERIFY_WITHIN, |v| *v.get_ref());
+    let verify_within = st
+        .verify_within
+        .as_ref()
+        .map_or(DEFAULT_VERIFY_WITHIN, |v| *v.get_ref());
     if verify == Verify::StepResult {
         if let Some(v) = &st.verify_within {
-            errors.push(src.error(v.span(), "`verify_within` has no meaning with `verify = \"step-result\"`"));
+            errors.push(src.error(
+                v.span(),
+                "`verify_within` has no meaning with `verify = \"step-result\"`",
+            ));
         }
     } else if kind != StepKindName::Wait && verify_within < clear_hold {
         let span = st.verify_within.as_ref().map_or(s.span(), Spanned::span);
@@ -235,10 +348,22 @@ fn step(
             "step {n} can never be verified: it allows {verify_within} for the condition to clear, but [clear] must hold for {clear_hold}"
         )).help(format!("set `verify_within` to at least \"{clear_hold}\"")));
     }
-    (errors.len() == before).then_some(Step { action, timeout, attempts, verify, verify_within })
+    (errors.len() == before).then_some(Step {
+        action,
+        timeout,
+        attempts,
+        verify,
+        verify_within,
+    })
 }
 
-fn unknown_name(src: &Source, name: &Spanned<String>, what: &str, known: &BTreeSet<String>, from: &str) -> Diagnostic {
+fn unknown_name(
+    src: &Source,
+    name: &Spanned<String>,
+    what: &str,
+    known: &BTreeSet<String>,
+    from: &str,
+) -> Diagnostic {
     let d = src.error(name.span(), format!("unknown {what} `{}`", name.get_ref()));
     match closest(name.get_ref(), known.iter().map(String::as_str)) {
         Some(c) => d.help(format!("did you mean `{c}`? ({from}: {})", list(known))),
@@ -250,38 +375,64 @@ fn list(names: &BTreeSet<String>) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn budget(src: &Source, f: &PolicyFile, errors: &mut Vec<Diagnostic>) -> RecoveryBudget {
     let r = f.recovery.as_ref();
     let max_runs = r.and_then(|r| r.max_runs.as_ref());
     if let Some(m) = max_runs.filter(|m| *m.get_ref() == 0) {
-        errors.push(src.error(m.span(), "`max_runs = 0` means recovery never runs").help("remove the [[step]] sections instead"));
+        errors.push(
+            src.error(m.span(), "`max_runs = 0` means recovery never runs")
+                .help("remove the [[step]] sections instead"),
+        );
     }
     if f.step.is_empty() {
         if let Some(m) = max_runs {
-            errors.push(src.error(m.span(), "`[recovery]` limits recovery steps, but this policy has no [[step]]"));
+            errors.push(src.error(
+                m.span(),
+                "`[recovery]` limits recovery steps, but this policy has no [[step]]",
+            ));
         }
     }
     RecoveryBudget {
         max_runs: max_runs.map_or(DEFAULT_MAX_RUNS, |m| *m.get_ref()),
-        window: r.and_then(|r| r.window.as_ref()).map_or(DEFAULT_RECOVERY_WINDOW, |w| *w.get_ref()),
+        window: r
+            .and_then(|r| r.window.as_ref())
+            .map_or(DEFAULT_RECOVERY_WINDOW, |w| *w.get_ref()),
     }
 }
 
-fn ladder(src: &Source, f: &PolicyFile, opts: &CheckOptions, errors: &mut Vec<Diagnostic>) -> Vec<Level> {
+fn ladder(
+    src: &Source,
+    f: &PolicyFile,
+    opts: &CheckOptions,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<Level> {
     let mut out: Vec<Level> = Vec::new();
     for (i, l) in f.escalate.iter().enumerate() {
         let n = i + 1;
         let lv = l.get_ref();
         if lv.notify.get_ref().is_empty() {
-            errors.push(src.error(lv.notify.span(), format!("level {n} notifies no channel")).help("for example `notify = [\"console\"]`"));
+            errors.push(
+                src.error(lv.notify.span(), format!("level {n} notifies no channel"))
+                    .help("for example `notify = [\"console\"]`"),
+            );
         }
         if let Some(known) = &opts.channels {
             for ch in lv.notify.get_ref() {
                 if !known.contains(ch.get_ref()) {
-                    errors.push(unknown_name(src, ch, "channel", known, "the channels configured in the watchdog"));
+                    errors.push(unknown_name(
+                        src,
+                        ch,
+                        "channel",
+                        known,
+                        "the channels configured in the watchdog",
+                    ));
                 }
             }
         }
@@ -309,7 +460,12 @@ fn ladder(src: &Source, f: &PolicyFile, opts: &CheckOptions, errors: &mut Vec<Di
             after,
             if_recovery_failed: lv.only_if.is_some(),
             unless_acked: lv.unless.is_some(),
-            channels: lv.notify.get_ref().iter().map(|c| c.get_ref().clone()).collect(),
+            channels: lv
+                .notify
+                .get_ref()
+                .iter()
+                .map(|c| c.get_ref().clone())
+                .collect(),
             repeat: lv.repeat.as_ref().map(|r| *r.get_ref()),
             on_resolve: lv.on_resolve.unwrap_or(true),
         });
@@ -321,16 +477,53 @@ fn flapping(src: &Source, f: &PolicyFile, errors: &mut Vec<Diagnostic>) -> Flapp
     let fl = f.flapping.as_ref();
     let threshold = fl.and_then(|f| f.threshold.as_ref());
     if let Some(t) = threshold.filter(|t| *t.get_ref() < 2) {
-        errors.push(src.error(t.span(), "`threshold` must be at least 2: with 1 every incident would be flapping"));
+        errors.push(src.error(
+            t.span(),
+            "`threshold` must be at least 2: with 1 every incident would be flapping",
+        ));
     }
     Flapping {
         threshold: threshold.map_or(DEFAULT_FLAP_THRESHOLD, |t| *t.get_ref()),
-        window: fl.and_then(|f| f.window.as_ref()).map_or(DEFAULT_FLAP_WINDOW, |w| *w.get_ref()),
+        window: fl
+            .and_then(|f| f.window.as_ref())
+            .map_or(DEFAULT_FLAP_WINDOW, |w| *w.get_ref()),
+    }
+}
+
+/// A clear threshold on the failing side of the `when` threshold would make
+/// a value both failing and fixed: the incident would open and close on
+/// every sample.
+fn check_hysteresis(
+    src: &Source,
+    when: &Condition,
+    clear: &Condition,
+    span: std::ops::Range<usize>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let (Predicate::Threshold { metric: m1, cmp: w }, Predicate::Threshold { metric: m2, cmp: c }) =
+        (&when.predicate, &clear.predicate)
+    else {
+        return;
+    };
+    let overlap = match (w, c) {
+        (Comparison::Above(w), Comparison::Below(c)) => c > w,
+        (Comparison::Below(w), Comparison::Above(c)) => c < w,
+        _ => false,
+    };
+    if m1 == m2 && overlap {
+        errors.push(src.error(span, format!("the [clear] threshold overlaps the [when] threshold of `{m1}`: a value between them would be failing and fixed at once"))
+            .help("for hysteresis, clear on the healthy side: `above = 0.9` in [when] goes with for example `below = 0.75` in [clear]"));
     }
 }
 
 /// Every `{placeholder}` must be a built-in or a label the policy can know.
-fn check_summary(src: &Source, s: &Spanned<String>, sel: &Selector, group: Option<&Grouping>, errors: &mut Vec<Diagnostic>) {
+fn check_summary(
+    src: &Source,
+    s: &Spanned<String>,
+    sel: &Selector,
+    group: Option<&Grouping>,
+    errors: &mut Vec<Diagnostic>,
+) {
     let mut known: BTreeSet<String> = SUMMARY_BUILTINS.iter().map(|b| (*b).to_owned()).collect();
     known.extend(["cluster", "rack", "tenant"].map(String::from));
     known.extend(sel.labels.keys().cloned());
@@ -341,12 +534,18 @@ fn check_summary(src: &Source, s: &Spanned<String>, sel: &Selector, group: Optio
     let mut at = 0;
     while let Some(open) = text[at..].find('{').map(|o| at + o) {
         let Some(close) = text[open..].find('}').map(|c| open + c) else {
-            errors.push(src.error(base + open..base + open + 1, "`{` is not closed").help("placeholders are written `{name}`"));
+            errors.push(
+                src.error(base + open..base + open + 1, "`{` is not closed")
+                    .help("placeholders are written `{name}`"),
+            );
             return;
         };
         let key = &text[open + 1..close];
         if !known.contains(key) {
-            let d = src.error(base + open..base + close + 1, format!("unknown placeholder `{{{key}}}`"));
+            let d = src.error(
+                base + open..base + close + 1,
+                format!("unknown placeholder `{{{key}}}`"),
+            );
             errors.push(match closest(key, known.iter().map(String::as_str)) {
                 Some(c) => d.help(format!("did you mean `{{{c}}}`?")),
                 None => d.help(format!("placeholders: {}", list(&known))),

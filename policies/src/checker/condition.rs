@@ -11,7 +11,8 @@ use crate::target::{HOST_STATE, HostState};
 use crate::time::Duration;
 
 /// Which keys each kind of condition accepts, for "does not belong" errors.
-const METRIC_KEYS: &str = "`above`, `below`, `rate_above`, `rate_below`, `over`, `at_least`, `of_last`, `for`";
+const METRIC_KEYS: &str =
+    "`above`, `below`, `rate_above`, `rate_below`, `over`, `at_least`, `of_last`, `for`";
 const STATE_KEYS: &str = "`is`, `is_not`, `for`";
 const EVENT_KEYS: &str = "`at_least`, `within`";
 const ABSENT_KEYS: &str = "`for`";
@@ -67,16 +68,24 @@ pub fn compile(
     };
     (errors.len() == before).then_some(Condition {
         predicate: predicate?,
-        hold: if input == "absent" { Duration::ZERO } else { hold },
+        hold: if input == "absent" {
+            Duration::ZERO
+        } else {
+            hold
+        },
     })
 }
 
 /// The input a `[clear]` without its own inherits from `[when]` (not
 /// `absent`: "stop being absent" is not a clear condition one can guess).
 fn inherited_input(w: &ConditionSection) -> Option<(&'static str, &Spanned<String>)> {
-    [("metric", &w.metric), ("state", &w.state), ("event", &w.event)]
-        .into_iter()
-        .find_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    [
+        ("metric", &w.metric),
+        ("state", &w.state),
+        ("event", &w.event),
+    ]
+    .into_iter()
+    .find_map(|(k, v)| v.as_ref().map(|v| (k, v)))
 }
 
 /// Reports keys that do not belong to this kind of condition.
@@ -90,8 +99,11 @@ fn forbid(
     for (key, span) in keys {
         if let Some(span) = span {
             errors.push(
-                src.error(span.clone(), format!("`{key}` does not belong in a {kind} condition"))
-                    .help(format!("a {kind} condition takes {valid}")),
+                src.error(
+                    span.clone(),
+                    format!("`{key}` does not belong in a {kind} condition"),
+                )
+                .help(format!("a {kind} condition takes {valid}")),
             );
         }
     }
@@ -110,7 +122,11 @@ fn metric(
 ) -> Option<Predicate> {
     forbid(
         src,
-        &[("is", sp(&c.is)), ("is_not", sp(&c.is_not)), ("within", sp(&c.within))],
+        &[
+            ("is", sp(&c.is)),
+            ("is_not", sp(&c.is_not)),
+            ("within", sp(&c.within)),
+        ],
         "metric",
         METRIC_KEYS,
         errors,
@@ -121,7 +137,10 @@ fn metric(
         ("rate_above", &c.rate_above),
         ("rate_below", &c.rate_below),
     ];
-    let given: Vec<_> = cmps.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v))).collect();
+    let given: Vec<_> = cmps
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
+        .collect();
     let (key, value) = match given.as_slice() {
         [] => {
             let help = if section == "clear" {
@@ -129,14 +148,23 @@ fn metric(
             } else {
                 "add `above = ...` or `below = ...` (or `rate_above`/`rate_below` for a rate of change)"
             };
-            errors.push(src.error(name.span(), format!("metric `{}` has no threshold", name.get_ref())).help(help));
+            errors.push(
+                src.error(
+                    name.span(),
+                    format!("metric `{}` has no threshold", name.get_ref()),
+                )
+                .help(help),
+            );
             return None;
         }
         [one] => *one,
         [(first, _), (second, v), ..] => {
             errors.push(
-                src.error(v.span(), format!("`{second}` cannot be combined with `{first}`"))
-                    .help("a condition compares against one threshold; use [clear] for a second one"),
+                src.error(
+                    v.span(),
+                    format!("`{second}` cannot be combined with `{first}`"),
+                )
+                .help("a condition compares against one threshold; use [clear] for a second one"),
             );
             return None;
         }
@@ -144,23 +172,47 @@ fn metric(
     let t = *value.get_ref();
     let metric = name.get_ref().clone();
     if key.starts_with("rate_") {
-        let cmp = if key == "rate_above" { Comparison::Above(t) } else { Comparison::Below(t) };
-        forbid(src, &[("at_least", sp(&c.at_least)), ("of_last", sp(&c.of_last))], "rate", "`over` and `for`", errors);
+        let cmp = if key == "rate_above" {
+            Comparison::Above(t)
+        } else {
+            Comparison::Below(t)
+        };
+        forbid(
+            src,
+            &[("at_least", sp(&c.at_least)), ("of_last", sp(&c.of_last))],
+            "rate",
+            "`over` and `for`",
+            errors,
+        );
         let Some(over) = &c.over else {
             errors.push(
-                src.error(value.span(), format!("`{key}` needs `over`: the window the rate is measured over"))
-                    .help("add for example `over = \"10m\"`"),
+                src.error(
+                    value.span(),
+                    format!("`{key}` needs `over`: the window the rate is measured over"),
+                )
+                .help("add for example `over = \"10m\"`"),
             );
             return None;
         };
         if over.get_ref().0 == 0 {
             errors.push(src.error(over.span(), "`over` must be longer than 0s"));
         }
-        return Some(Predicate::Rate { metric, cmp, over: *over.get_ref() });
+        return Some(Predicate::Rate {
+            metric,
+            cmp,
+            over: *over.get_ref(),
+        });
     }
-    let cmp = if key == "above" { Comparison::Above(t) } else { Comparison::Below(t) };
+    let cmp = if key == "above" {
+        Comparison::Above(t)
+    } else {
+        Comparison::Below(t)
+    };
     if let Some(over) = &c.over {
-        errors.push(src.error(over.span(), "`over` belongs to `rate_above`/`rate_below`").help("remove it, or compare the rate of change"));
+        errors.push(
+            src.error(over.span(), "`over` belongs to `rate_above`/`rate_below`")
+                .help("remove it, or compare the rate of change"),
+        );
     }
     match (&c.at_least, &c.of_last) {
         (None, None) => Some(Predicate::Threshold { metric, cmp }),
@@ -170,18 +222,32 @@ fn metric(
                 errors.push(src.error(y.span(), "`of_last` must be at least 1"));
             } else if x_v == 0 || x_v > y_v {
                 errors.push(
-                    src.error(x.span(), format!("`at_least = {x_v}` must be between 1 and `of_last` ({y_v})"))
-                        .help("\"3 of the last 5 samples\" is `at_least = 3`, `of_last = 5`"),
+                    src.error(
+                        x.span(),
+                        format!("`at_least = {x_v}` must be between 1 and `of_last` ({y_v})"),
+                    )
+                    .help("\"3 of the last 5 samples\" is `at_least = 3`, `of_last = 5`"),
                 );
             }
-            Some(Predicate::Count { metric, cmp, at_least: x_v, of_last: y_v })
+            Some(Predicate::Count {
+                metric,
+                cmp,
+                at_least: x_v,
+                of_last: y_v,
+            })
         }
         (Some(x), None) => {
-            errors.push(src.error(x.span(), "`at_least` needs `of_last`").help("\"3 of the last 5 samples\" is `at_least = 3`, `of_last = 5`"));
+            errors.push(
+                src.error(x.span(), "`at_least` needs `of_last`")
+                    .help("\"3 of the last 5 samples\" is `at_least = 3`, `of_last = 5`"),
+            );
             None
         }
         (None, Some(y)) => {
-            errors.push(src.error(y.span(), "`of_last` needs `at_least`").help("\"3 of the last 5 samples\" is `at_least = 3`, `of_last = 5`"));
+            errors.push(
+                src.error(y.span(), "`of_last` needs `at_least`")
+                    .help("\"3 of the last 5 samples\" is `at_least = 3`, `of_last = 5`"),
+            );
             None
         }
     }
@@ -228,8 +294,14 @@ fn state(
             }
             _ => {
                 errors.push(
-                    src.error(name.span(), format!("state `{}` needs `is` (or `is_not`): the values that count", name.get_ref()))
-                        .help("for example `is = \"exited\"` or `is = [\"failed\", \"suspect\"]`"),
+                    src.error(
+                        name.span(),
+                        format!(
+                            "state `{}` needs `is` (or `is_not`): the values that count",
+                            name.get_ref()
+                        ),
+                    )
+                    .help("for example `is = \"exited\"` or `is = [\"failed\", \"suspect\"]`"),
                 );
                 return None;
             }
@@ -242,7 +314,13 @@ fn state(
         let valid: Vec<&str> = HostState::ALL.iter().map(|s| s.as_str()).collect();
         for v in &values.get_ref().0 {
             if !valid.contains(&v.as_str()) {
-                let mut d = src.error(values.span(), format!("`{v}` is not a host state; host states are {}", one_of(&valid)));
+                let mut d = src.error(
+                    values.span(),
+                    format!(
+                        "`{v}` is not a host state; host states are {}",
+                        one_of(&valid)
+                    ),
+                );
                 if let Some(c) = closest(v, valid.iter().copied()) {
                     d = d.help(format!("did you mean `{c}`?"));
                 }
@@ -295,7 +373,11 @@ fn event(
     if within.get_ref().0 == 0 {
         errors.push(src.error(within.span(), "`within` must be longer than 0s"));
     }
-    Some(Predicate::Events { name: name.get_ref().clone(), at_least, within: *within.get_ref() })
+    Some(Predicate::Events {
+        name: name.get_ref().clone(),
+        at_least,
+        within: *within.get_ref(),
+    })
 }
 
 fn absent(
@@ -325,15 +407,27 @@ fn absent(
         errors,
     );
     match &c.hold {
-        Some(h) if h.get_ref().0 > 0 => Some(Predicate::Absent { name: name.get_ref().clone(), after: *h.get_ref() }),
+        Some(h) if h.get_ref().0 > 0 => Some(Predicate::Absent {
+            name: name.get_ref().clone(),
+            after: *h.get_ref(),
+        }),
         Some(h) => {
-            errors.push(src.error(h.span(), "`for` must be longer than 0s: how long the input must be missing"));
+            errors.push(src.error(
+                h.span(),
+                "`for` must be longer than 0s: how long the input must be missing",
+            ));
             None
         }
         None => {
             errors.push(
-                src.error(span, format!("`absent` in [{section}] needs `for`: how long `{}` must be missing", name.get_ref()))
-                    .help("for example `for = \"30s\"`"),
+                src.error(
+                    span,
+                    format!(
+                        "`absent` in [{section}] needs `for`: how long `{}` must be missing",
+                        name.get_ref()
+                    ),
+                )
+                .help("for example `for = \"30s\"`"),
             );
             None
         }

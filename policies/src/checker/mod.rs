@@ -54,12 +54,22 @@ impl fmt::Display for Report {
             writeln!(f, "{e}\n")?;
         }
         let bad: BTreeSet<&PathBuf> = self.errors.iter().map(|e| &e.file).collect();
-        let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let files = count(self.files.len(), "file", "files");
         if self.errors.is_empty() {
-            write!(f, "ok: {} in {files}", count(self.policies.len(), "policy", "policies"))?;
+            write!(
+                f,
+                "ok: {} in {files}",
+                count(self.policies.len(), "policy", "policies")
+            )?;
         } else {
-            write!(f, "{} in {} of {files}", count(self.errors.len(), "error", "errors"), bad.len())?;
+            write!(
+                f,
+                "{} in {} of {files}",
+                count(self.errors.len(), "error", "errors"),
+                bad.len()
+            )?;
         }
         for what in &self.unchecked {
             write!(f, "\nnote: {what} names not checked (no list given)")?;
@@ -69,12 +79,19 @@ impl fmt::Display for Report {
 }
 
 /// Parses and checks one policy file's text; `path` names it in errors.
-pub fn parse_policy(text: &str, path: &Path, opts: &CheckOptions) -> Result<Policy, Vec<Diagnostic>> {
+pub fn parse_policy(
+    text: &str,
+    path: &Path,
+    opts: &CheckOptions,
+) -> Result<Policy, Vec<Diagnostic>> {
     let src = Source { path, text };
     let file: PolicyFile = toml::from_str(text).map_err(|e| {
         let mut d = src.toml_error(&e);
         if d.message == "missing field `version`" {
-            d = d.help(format!("start the file with `version = {}`", crate::LANGUAGE_VERSION));
+            d = d.help(format!(
+                "start the file with `version = {}`",
+                crate::LANGUAGE_VERSION
+            ));
         }
         vec![d]
     })?;
@@ -88,7 +105,10 @@ pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name.ends_with(".toml") && !name.ends_with(".test.toml") && p.is_file()
         })
         .collect();
@@ -115,7 +135,10 @@ pub fn check_files(files: &[PathBuf], opts: &CheckOptions) -> (Vec<Policy>, Repo
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                report.errors.push(Diagnostic::file(path, format!("cannot read policy file: {e}")));
+                report.errors.push(Diagnostic::file(
+                    path,
+                    format!("cannot read policy file: {e}"),
+                ));
                 continue;
             }
         };
@@ -149,8 +172,14 @@ fn duplicate(text: &str, path: &Path, name: &str, first: &Path) -> Diagnostic {
         .map(|(s, l)| s..s + l.len())
         .next()
         .unwrap_or(0..0);
-    src.error(span, format!("policy name `{name}` is already used by {}", first.display()))
-        .help("policy names must be unique: incidents, silences and the audit log refer to them")
+    src.error(
+        span,
+        format!(
+            "policy name `{name}` is already used by {}",
+            first.display()
+        ),
+    )
+    .help("policy names must be unique: incidents, silences and the audit log refer to them")
 }
 
 /// `hyperwatch policy check DIR`: checks every policy file in `dir`.

@@ -33,10 +33,23 @@ pub(crate) fn seed(c: &Condition, track: &mut Track, entry: &TargetEntry, now: T
 }
 
 /// Feeds a metric sample.
-pub(crate) fn on_sample(c: &Condition, track: &mut Track, metric: &str, value: f64, now: Timestamp) {
+pub(crate) fn on_sample(
+    c: &Condition,
+    track: &mut Track,
+    metric: &str,
+    value: f64,
+    now: Timestamp,
+) {
     match &c.predicate {
-        Predicate::Threshold { metric: m, cmp } if m == metric => mark(track, cmp.breached_by(value), now),
-        Predicate::Count { metric: m, cmp, at_least, of_last } if m == metric => {
+        Predicate::Threshold { metric: m, cmp } if m == metric => {
+            mark(track, cmp.breached_by(value), now)
+        }
+        Predicate::Count {
+            metric: m,
+            cmp,
+            at_least,
+            of_last,
+        } if m == metric => {
             track.ring.push_back(cmp.breached_by(value));
             while track.ring.len() > *of_last as usize {
                 track.ring.pop_front();
@@ -44,7 +57,11 @@ pub(crate) fn on_sample(c: &Condition, track: &mut Track, metric: &str, value: f
             let breaches = track.ring.iter().filter(|b| **b).count();
             mark(track, breaches >= *at_least as usize, now);
         }
-        Predicate::Rate { metric: m, cmp, over } if m == metric => {
+        Predicate::Rate {
+            metric: m,
+            cmp,
+            over,
+        } if m == metric => {
             track.points.push_back((now, value));
             let start = now.minus(*over);
             while track.points.front().is_some_and(|(t, _)| *t < start) {
@@ -65,7 +82,10 @@ pub(crate) fn on_sample(c: &Condition, track: &mut Track, metric: &str, value: f
 
 /// Feeds a point event.
 pub(crate) fn on_event(c: &Condition, track: &mut Track, name: &str, now: Timestamp) {
-    if let Predicate::Events { name: n, at_least, .. } = &c.predicate {
+    if let Predicate::Events {
+        name: n, at_least, ..
+    } = &c.predicate
+    {
         if n == name {
             track.events.push_back(now);
             // Only the newest `at_least` matter: the count reaches the
@@ -78,7 +98,12 @@ pub(crate) fn on_event(c: &Condition, track: &mut Track, name: &str, now: Timest
 }
 
 /// The condition's verdict now.
-pub(crate) fn verdict(c: &Condition, track: &Track, entry: &TargetEntry, now: Timestamp) -> Verdict {
+pub(crate) fn verdict(
+    c: &Condition,
+    track: &Track,
+    entry: &TargetEntry,
+    now: Timestamp,
+) -> Verdict {
     let held_since = |since: Option<Timestamp>| {
         let raw = since.is_some();
         let ready = since.map(|s| s.plus(c.hold));
@@ -89,8 +114,14 @@ pub(crate) fn verdict(c: &Condition, track: &Track, entry: &TargetEntry, now: Ti
         }
     };
     match &c.predicate {
-        Predicate::Threshold { .. } | Predicate::Count { .. } | Predicate::Rate { .. } => held_since(track.since),
-        Predicate::State { name, values, negate } => {
+        Predicate::Threshold { .. } | Predicate::Count { .. } | Predicate::Rate { .. } => {
+            held_since(track.since)
+        }
+        Predicate::State {
+            name,
+            values,
+            negate,
+        } => {
             let since = entry
                 .states
                 .get(name)
@@ -98,8 +129,14 @@ pub(crate) fn verdict(c: &Condition, track: &Track, entry: &TargetEntry, now: Ti
                 .map(|s| s.since);
             held_since(since)
         }
-        Predicate::Events { at_least, within, .. } => {
-            let oldest = track.events.front().copied().filter(|_| track.events.len() >= *at_least as usize);
+        Predicate::Events {
+            at_least, within, ..
+        } => {
+            let oldest = track
+                .events
+                .front()
+                .copied()
+                .filter(|_| track.events.len() >= *at_least as usize);
             let expires = oldest.map(|t| t.plus(*within)).filter(|e| *e > now);
             Verdict {
                 raw: expires.is_some(),
@@ -145,7 +182,10 @@ mod tests {
     #[test]
     fn a_threshold_must_hold_for_its_duration() {
         let c = Condition {
-            predicate: Predicate::Threshold { metric: "cpu".into(), cmp: Comparison::Above(0.9) },
+            predicate: Predicate::Threshold {
+                metric: "cpu".into(),
+                cmp: Comparison::Above(0.9),
+            },
             hold: Duration::secs(300),
         };
         let mut t = Track::default();
@@ -153,7 +193,10 @@ mod tests {
         let v = verdict(&c, &t, &entry(), at(60));
         assert_eq!((v.raw, v.holds, v.next), (true, false, Some(at(300))));
         on_sample(&c, &mut t, "cpu", 0.97, at(120));
-        assert!(verdict(&c, &t, &entry(), at(300)).holds, "the breach counts from its start");
+        assert!(
+            verdict(&c, &t, &entry(), at(300)).holds,
+            "the breach counts from its start"
+        );
         on_sample(&c, &mut t, "cpu", 0.5, at(310));
         assert!(!verdict(&c, &t, &entry(), at(310)).raw);
     }
@@ -181,7 +224,11 @@ mod tests {
     #[test]
     fn rate_of_change_over_a_window() {
         let c = Condition {
-            predicate: Predicate::Rate { metric: "used".into(), cmp: Comparison::Above(10.0), over: Duration::secs(60) },
+            predicate: Predicate::Rate {
+                metric: "used".into(),
+                cmp: Comparison::Above(10.0),
+                over: Duration::secs(60),
+            },
             hold: Duration::ZERO,
         };
         let mut t = Track::default();
@@ -189,13 +236,20 @@ mod tests {
         on_sample(&c, &mut t, "used", 330.0, at(30));
         assert!(verdict(&c, &t, &entry(), at(30)).raw, "11/s is over 10/s");
         on_sample(&c, &mut t, "used", 340.0, at(90));
-        assert!(!verdict(&c, &t, &entry(), at(90)).raw, "the window moved past the climb");
+        assert!(
+            !verdict(&c, &t, &entry(), at(90)).raw,
+            "the window moved past the climb"
+        );
     }
 
     #[test]
     fn events_count_in_a_sliding_window_and_expire() {
         let c = Condition {
-            predicate: Predicate::Events { name: "oom".into(), at_least: 2, within: Duration::secs(60) },
+            predicate: Predicate::Events {
+                name: "oom".into(),
+                at_least: 2,
+                within: Duration::secs(60),
+            },
             hold: Duration::ZERO,
         };
         let mut t = Track::default();
@@ -210,7 +264,10 @@ mod tests {
     #[test]
     fn absence_counts_from_the_last_report_or_first_sight() {
         let c = Condition {
-            predicate: Predicate::Absent { name: "heartbeat".into(), after: Duration::secs(30) },
+            predicate: Predicate::Absent {
+                name: "heartbeat".into(),
+                after: Duration::secs(30),
+            },
             hold: Duration::ZERO,
         };
         let mut e = entry();

@@ -17,7 +17,10 @@ impl Engine {
     pub(super) fn recovery_hold(&self, t: &TargetRef) -> Option<HoldReason> {
         let host = self.host_of(t)?;
         if let Some(until) = self.s.maintenance.get(&host) {
-            return Some(HoldReason::Maintenance { host, until: *until });
+            return Some(HoldReason::Maintenance {
+                host,
+                until: *until,
+            });
         }
         let failed = self
             .s
@@ -31,7 +34,8 @@ impl Engine {
     /// Why an incident's notifications wait, whatever the level: every
     /// member held (maintenance, inhibition), or a silence matching it.
     pub(super) fn incident_hold(&self, policy: &str, inc: &Incident) -> Option<HoldReason> {
-        let holds: Vec<Option<HoldReason>> = inc.members.keys().map(|t| self.recovery_hold(t)).collect();
+        let holds: Vec<Option<HoldReason>> =
+            inc.members.keys().map(|t| self.recovery_hold(t)).collect();
         if !holds.is_empty() && holds.iter().all(Option::is_some) {
             return holds.into_iter().flatten().next();
         }
@@ -39,12 +43,18 @@ impl Engine {
             .silences
             .values()
             .find(|s| self.silences_incident(s, policy, inc))
-            .map(|s| HoldReason::Silenced { silence: s.id.clone(), until: s.until })
+            .map(|s| HoldReason::Silenced {
+                silence: s.id.clone(),
+                until: s.until,
+            })
     }
 
     /// An acknowledgement in force.
     pub(super) fn ack_hold(inc: &Incident) -> Option<HoldReason> {
-        inc.ack.as_ref().map(|a| HoldReason::Acked { by: a.by.clone(), until: a.until })
+        inc.ack.as_ref().map(|a| HoldReason::Acked {
+            by: a.by.clone(),
+            until: a.until,
+        })
     }
 
     /// A member's labels as silences see them: the target's, plus `policy`
@@ -71,9 +81,16 @@ impl Engine {
     /// known target under a policy watching it, or the target alone.
     fn silence_matches_anything(&self, s: &Silence) -> bool {
         let all = |labels: &BTreeMap<String, String>| s.matchers.iter().all(|m| m.matches(labels));
-        self.s.incidents.values().any(|i| self.silences_incident(s, &i.policy, i))
+        self.s
+            .incidents
+            .values()
+            .any(|i| self.silences_incident(s, &i.policy, i))
             || self.s.targets.keys().any(|t| {
-                all(&self.labels(t)) || self.watching(t).iter().any(|p| all(&self.member_labels(&p.name, t)))
+                all(&self.labels(t))
+                    || self
+                        .watching(t)
+                        .iter()
+                        .any(|p| all(&self.member_labels(&p.name, t)))
             })
     }
 
@@ -82,8 +99,15 @@ impl Engine {
             // Resolved by a timer that ran just before the ack.
             return;
         };
-        inc.ack = Some(Ack { by: by.clone(), until });
-        self.emit(DecisionKind::Acked { incident: id, by, until });
+        inc.ack = Some(Ack {
+            by: by.clone(),
+            until,
+        });
+        self.emit(DecisionKind::Acked {
+            incident: id,
+            by,
+            until,
+        });
         self.eval_incident(id);
     }
 
@@ -100,7 +124,9 @@ impl Engine {
     pub(super) fn add_silence(&mut self, s: Silence) {
         let (id, until) = (s.id.clone(), s.until);
         if !self.silence_matches_anything(&s) {
-            self.emit(DecisionKind::SilenceMatchesNothing { silence: id.clone() });
+            self.emit(DecisionKind::SilenceMatchesNothing {
+                silence: id.clone(),
+            });
         }
         self.s.silences.insert(id.clone(), s);
         self.wake(until, Subject::Silence(id));
@@ -111,14 +137,21 @@ impl Engine {
     pub(super) fn remove_silence(&mut self, id: &str, expired: bool) {
         if self.s.silences.remove(id).is_some() {
             if expired {
-                self.emit(DecisionKind::SilenceExpired { silence: id.to_owned() });
+                self.emit(DecisionKind::SilenceExpired {
+                    silence: id.to_owned(),
+                });
             }
             self.eval_all_incidents();
         }
     }
 
     pub(super) fn expire_silence(&mut self, id: &str) {
-        if self.s.silences.get(id).is_some_and(|s| s.until <= self.s.now) {
+        if self
+            .s
+            .silences
+            .get(id)
+            .is_some_and(|s| s.until <= self.s.now)
+        {
             self.remove_silence(id, true);
         }
     }
@@ -133,13 +166,20 @@ impl Engine {
 
     pub(super) fn end_maintenance(&mut self, host: &str) {
         if self.s.maintenance.remove(host).is_some() {
-            self.emit(DecisionKind::MaintenanceEnded { host: host.to_owned() });
+            self.emit(DecisionKind::MaintenanceEnded {
+                host: host.to_owned(),
+            });
             self.eval_all_incidents();
         }
     }
 
     pub(super) fn expire_maintenance(&mut self, host: &str) {
-        if self.s.maintenance.get(host).is_some_and(|u| u.is_some_and(|u| u <= self.s.now)) {
+        if self
+            .s
+            .maintenance
+            .get(host)
+            .is_some_and(|u| u.is_some_and(|u| u <= self.s.now))
+        {
             self.end_maintenance(host);
         }
     }

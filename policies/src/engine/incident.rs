@@ -60,7 +60,11 @@ impl Engine {
         let status = derive_status(inc);
         if status != inc.status {
             inc.status = status;
-            self.emit(DecisionKind::Status { incident: id, status, why: None });
+            self.emit(DecisionKind::Status {
+                incident: id,
+                status,
+                why: None,
+            });
         }
         self.eval_ladder(&p, id);
     }
@@ -89,7 +93,11 @@ impl Engine {
         self.s.incidents.remove(&id);
         let never_fired = inc.fired_at.is_none();
         let why = why.or_else(|| never_fired.then(|| "cleared while pending".to_owned()));
-        self.emit(DecisionKind::Status { incident: id, status: Status::Resolved, why });
+        self.emit(DecisionKind::Status {
+            incident: id,
+            status: Status::Resolved,
+            why,
+        });
         let Some(p) = self.policies.get(&inc.policy).cloned() else {
             return;
         };
@@ -104,7 +112,14 @@ impl Engine {
             }
         }
         for (level, channel) in told {
-            let n = self.notification(&p, &inc, level, channel, NotifyKind::Resolved, Status::Resolved);
+            let n = self.notification(
+                &p,
+                &inc,
+                level,
+                channel,
+                NotifyKind::Resolved,
+                Status::Resolved,
+            );
             self.emit(DecisionKind::Notify(n));
         }
     }
@@ -118,7 +133,11 @@ impl Engine {
         };
         let flap = self.s.flaps.entry(fp.clone()).or_default();
         flap.firings.push_back(now);
-        while flap.firings.front().is_some_and(|t| t.plus(p.flapping.window) <= now) {
+        while flap
+            .firings
+            .front()
+            .is_some_and(|t| t.plus(p.flapping.window) <= now)
+        {
             flap.firings.pop_front();
         }
         while flap.firings.len() > p.flapping.threshold as usize {
@@ -129,7 +148,11 @@ impl Engine {
         if starts {
             flap.flapping = true;
             flap.paged = false;
-            self.emit(DecisionKind::Flapping { incident: id, firings, window: p.flapping.window });
+            self.emit(DecisionKind::Flapping {
+                incident: id,
+                firings,
+                window: p.flapping.window,
+            });
         }
         self.wake(now.plus(p.flapping.window), Subject::Flap(fp));
     }
@@ -156,7 +179,9 @@ impl Engine {
         let was_flapping = flap.flapping;
         self.s.flaps.remove(fp);
         if was_flapping {
-            self.emit(DecisionKind::FlappingEnded { fingerprint: fp.to_owned() });
+            self.emit(DecisionKind::FlappingEnded {
+                fingerprint: fp.to_owned(),
+            });
             if let Some(id) = self.s.open.get(fp).copied() {
                 self.eval_incident(id);
             }

@@ -26,11 +26,17 @@ impl Engine {
         let inc = inc.clone();
         let failed = recovery_failed(&inc);
         let general = self.incident_hold(&p.name, &inc);
-        let flap = self.s.flaps.get(&inc.fingerprint).cloned().unwrap_or_default();
+        let flap = self
+            .s
+            .flaps
+            .get(&inc.fingerprint)
+            .cloned()
+            .unwrap_or_default();
         if flap.flapping && !flap.paged && !p.ladder.is_empty() {
             if general.is_none() {
                 for ch in &p.ladder[0].channels {
-                    let n = self.notification(p, &inc, 1, ch.clone(), NotifyKind::Flapping, inc.status);
+                    let n =
+                        self.notification(p, &inc, 1, ch.clone(), NotifyKind::Flapping, inc.status);
                     self.emit(DecisionKind::Notify(n));
                 }
                 if let Some(f) = self.s.flaps.get_mut(&inc.fingerprint) {
@@ -60,7 +66,11 @@ impl Engine {
             if let Some(why) = hold {
                 if st.held.as_ref() != Some(&why) {
                     self.level_mut(id, i).held = Some(why.clone());
-                    self.emit(DecisionKind::LevelHeld { incident: id, level: i + 1, why });
+                    self.emit(DecisionKind::LevelHeld {
+                        incident: id,
+                        level: i + 1,
+                        why,
+                    });
                 }
                 continue;
             }
@@ -87,7 +97,12 @@ impl Engine {
     }
 
     fn level_mut(&mut self, id: IncidentId, i: usize) -> &mut super::LevelState {
-        &mut self.s.incidents.get_mut(&id).expect("incident looked up by the caller").levels[i]
+        &mut self
+            .s
+            .incidents
+            .get_mut(&id)
+            .expect("incident looked up by the caller")
+            .levels[i]
     }
 
     /// One message to one channel about an incident.

@@ -114,9 +114,14 @@ impl Engine {
     /// An engine resuming from a snapshot. If the policies changed since the
     /// snapshot, the changes apply as a reload would, and what that decides
     /// is returned.
-    pub fn restore(policies: PolicySet, state: EngineState) -> Result<(Engine, Vec<Decision>), EngineError> {
+    pub fn restore(
+        policies: PolicySet,
+        state: EngineState,
+    ) -> Result<(Engine, Vec<Decision>), EngineError> {
         if state.format != SNAPSHOT_FORMAT {
-            return Err(EngineError::SnapshotFormat { found: state.format });
+            return Err(EngineError::SnapshotFormat {
+                found: state.format,
+            });
         }
         let mut e = Engine {
             policies: PolicySet::default(),
@@ -198,7 +203,13 @@ impl Engine {
         let mut out = Vec::new();
         for inc in self.s.incidents.values() {
             for (t, m) in &inc.members {
-                if let Recovery::Running { step, attempt, phase: Phase::Awaiting { .. }, .. } = &m.recovery {
+                if let Recovery::Running {
+                    step,
+                    attempt,
+                    phase: Phase::Awaiting { .. },
+                    ..
+                } = &m.recovery
+                {
                     out.push(RunId {
                         incident: inc.id,
                         target: t.clone(),
@@ -238,7 +249,10 @@ impl Engine {
                     None
                 };
                 if let Some(problem) = problem {
-                    return Err(EngineError::BadSilence { id: s.id.clone(), problem });
+                    return Err(EngineError::BadSilence {
+                        id: s.id.clone(),
+                        problem,
+                    });
                 }
             }
             InputKind::Unsilence { id } => {
@@ -255,14 +269,24 @@ impl Engine {
         match kind {
             InputKind::Target(info) => self.upsert_target(info),
             InputKind::TargetRemoved(t) => self.remove_target(&t),
-            InputKind::HostState { host, state } => {
-                self.set_state(TargetRef::host(&host), crate::target::HOST_STATE, state.as_str())
-            }
+            InputKind::HostState { host, state } => self.set_state(
+                TargetRef::host(&host),
+                crate::target::HOST_STATE,
+                state.as_str(),
+            ),
             InputKind::Samples(samples) => self.samples(samples),
-            InputKind::State { target, name, value } => self.set_state(target, &name, &value),
+            InputKind::State {
+                target,
+                name,
+                value,
+            } => self.set_state(target, &name, &value),
             InputKind::Event { target, name } => self.event(target, &name),
             InputKind::StepResult { run, result } => self.step_result(run, result),
-            InputKind::Ack { incident, until, by } => self.ack(incident, until, by),
+            InputKind::Ack {
+                incident,
+                until,
+                by,
+            } => self.ack(incident, until, by),
             InputKind::Unack { incident } => self.unack(incident),
             InputKind::Silence(s) => self.add_silence(s),
             InputKind::Unsilence { id } => self.remove_silence(&id, false),
@@ -273,7 +297,10 @@ impl Engine {
 
     /// Records a decision at the engine's clock.
     fn emit(&mut self, kind: DecisionKind) {
-        self.out.push(Decision { at: self.s.now, kind });
+        self.out.push(Decision {
+            at: self.s.now,
+            kind,
+        });
     }
 
     /// Asks to re-evaluate `subject` at `at` (only future times: what is due
@@ -316,7 +343,13 @@ impl Engine {
             .cloned()
             .collect();
         for name in gone {
-            let ids: Vec<IncidentId> = self.s.incidents.values().filter(|i| i.policy == name).map(|i| i.id).collect();
+            let ids: Vec<IncidentId> = self
+                .s
+                .incidents
+                .values()
+                .filter(|i| i.policy == name)
+                .map(|i| i.id)
+                .collect();
             for id in ids {
                 self.resolve(id, Some("policy removed".to_owned()), false);
             }
@@ -330,8 +363,13 @@ impl Engine {
             if self.s.shapes.get(&p.name) == Some(&shape) {
                 // Same watches; steps or ladder may differ.
                 if old.get(&p.name).is_some_and(|o| **o != *p) {
-                    let ids: Vec<IncidentId> =
-                        self.s.incidents.values().filter(|i| i.policy == p.name).map(|i| i.id).collect();
+                    let ids: Vec<IncidentId> = self
+                        .s
+                        .incidents
+                        .values()
+                        .filter(|i| i.policy == p.name)
+                        .map(|i| i.id)
+                        .collect();
                     for id in ids {
                         self.eval_incident(id);
                     }
@@ -339,7 +377,13 @@ impl Engine {
                 continue;
             }
             // Changed conditions: tracking starts over, memberships stay.
-            for w in self.s.watches.entry(p.name.clone()).or_default().values_mut() {
+            for w in self
+                .s
+                .watches
+                .entry(p.name.clone())
+                .or_default()
+                .values_mut()
+            {
                 w.when = Default::default();
                 w.clear = Default::default();
             }
@@ -349,7 +393,13 @@ impl Engine {
                 self.rematch_one(&p, &t);
                 self.eval_watch(&p, &t);
             }
-            let ids: Vec<IncidentId> = self.s.incidents.values().filter(|i| i.policy == p.name).map(|i| i.id).collect();
+            let ids: Vec<IncidentId> = self
+                .s
+                .incidents
+                .values()
+                .filter(|i| i.policy == p.name)
+                .map(|i| i.id)
+                .collect();
             for id in ids {
                 self.eval_incident(id);
             }

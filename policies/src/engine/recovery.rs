@@ -36,26 +36,47 @@ impl Engine {
                 }
                 m.held = hold.clone();
                 match hold {
-                    Some(why) => self.emit(DecisionKind::RecoveryHeld { incident: id, target: t.clone(), why }),
+                    Some(why) => self.emit(DecisionKind::RecoveryHeld {
+                        incident: id,
+                        target: t.clone(),
+                        why,
+                    }),
                     None => self.start_recovery(p, id, t),
                 }
             }
-            Recovery::Running { step, attempt, action, phase } => {
+            Recovery::Running {
+                step,
+                attempt,
+                action,
+                phase,
+            } => {
                 let deadline = Self::phase_deadline(&phase);
                 if deadline > now {
                     return self.wake(deadline, Subject::Incident(id));
                 }
-                let run = RunId { incident: id, target: t.clone(), step: step + 1, attempt };
+                let run = RunId {
+                    incident: id,
+                    target: t.clone(),
+                    step: step + 1,
+                    attempt,
+                };
                 let s = p.steps.get(step);
                 let outcome = match phase {
-                    Phase::Awaiting { .. } => StepOutcome::TimedOut(s.map_or_else(Default::default, |s| s.timeout)),
-                    Phase::Verifying { .. } => {
-                        StepOutcome::NotVerified(s.map_or_else(Default::default, |s| s.verify_within))
+                    Phase::Awaiting { .. } => {
+                        StepOutcome::TimedOut(s.map_or_else(Default::default, |s| s.timeout))
                     }
+                    Phase::Verifying { .. } => StepOutcome::NotVerified(
+                        s.map_or_else(Default::default, |s| s.verify_within),
+                    ),
                     Phase::Waiting { .. } => StepOutcome::WaitOver,
                 };
                 let wait_over = outcome == StepOutcome::WaitOver;
-                self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome });
+                self.emit(DecisionKind::StepFinished {
+                    incident: id,
+                    run,
+                    action,
+                    outcome,
+                });
                 if wait_over {
                     self.start_step(p, id, t, step + 1, 1);
                 } else {
@@ -77,7 +98,13 @@ impl Engine {
     /// Starts a recovery run if the budget allows.
     fn start_recovery(&mut self, p: &Arc<Policy>, id: IncidentId, t: &TargetRef) {
         let now = self.s.now;
-        let runs = self.s.runs.entry(p.name.clone()).or_default().entry(t.clone()).or_default();
+        let runs = self
+            .s
+            .runs
+            .entry(p.name.clone())
+            .or_default()
+            .entry(t.clone())
+            .or_default();
         runs.retain(|start| start.plus(p.budget.window) > now);
         if runs.len() >= p.budget.max_runs as usize {
             let used = runs.len() as u32;
@@ -95,13 +122,28 @@ impl Engine {
 
     /// Asks for attempt `attempt` of step `step` (0-based); past the last
     /// step, recovery has failed.
-    fn start_step(&mut self, p: &Arc<Policy>, id: IncidentId, t: &TargetRef, step: usize, attempt: u32) {
+    fn start_step(
+        &mut self,
+        p: &Arc<Policy>,
+        id: IncidentId,
+        t: &TargetRef,
+        step: usize,
+        attempt: u32,
+    ) {
         let now = self.s.now;
         let Some(s) = p.steps.get(step) else {
             self.member_mut(id, t).recovery = Recovery::Failed;
-            return self.emit(DecisionKind::RecoveryFailed { incident: id, target: t.clone() });
+            return self.emit(DecisionKind::RecoveryFailed {
+                incident: id,
+                target: t.clone(),
+            });
         };
-        let run = RunId { incident: id, target: t.clone(), step: step + 1, attempt };
+        let run = RunId {
+            incident: id,
+            target: t.clone(),
+            step: step + 1,
+            attempt,
+        };
         let plan = match s.action {
             StepAction::Failover => Some(PlanKind::Failover),
             StepAction::Rebalance => Some(PlanKind::Rebalance),
@@ -109,20 +151,37 @@ impl Engine {
             _ => None,
         };
         if let Some(kind) = plan {
-            if let Err(na) = self.planner.check(&PlanRequest { kind, target: t.clone() }) {
+            if let Err(na) = self.planner.check(&PlanRequest {
+                kind,
+                target: t.clone(),
+            }) {
                 let action = s.action.label().to_owned();
-                self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome: StepOutcome::NotAvailable(na.0) });
+                self.emit(DecisionKind::StepFinished {
+                    incident: id,
+                    run,
+                    action,
+                    outcome: StepOutcome::NotAvailable(na.0),
+                });
                 // Trying again would get the same answer: next step.
                 return self.start_step(p, id, t, step + 1, 1);
             }
         }
         let phase = match s.action {
-            StepAction::Wait { duration } => Phase::Waiting { until: now.plus(duration) },
-            _ => Phase::Awaiting { deadline: now.plus(s.timeout) },
+            StepAction::Wait { duration } => Phase::Waiting {
+                until: now.plus(duration),
+            },
+            _ => Phase::Awaiting {
+                deadline: now.plus(s.timeout),
+            },
         };
         self.wake(Self::phase_deadline(&phase), Subject::Incident(id));
         let action = s.action.label().to_owned();
-        self.member_mut(id, t).recovery = Recovery::Running { step, attempt, action, phase };
+        self.member_mut(id, t).recovery = Recovery::Running {
+            step,
+            attempt,
+            action,
+            phase,
+        };
         let host = self.host_of(t);
         self.emit(DecisionKind::RunStep(StepRun {
             run,
@@ -137,7 +196,14 @@ impl Engine {
     }
 
     /// An attempt failed: try again, or move to the next step.
-    fn attempt_failed(&mut self, p: &Arc<Policy>, id: IncidentId, t: &TargetRef, step: usize, attempt: u32) {
+    fn attempt_failed(
+        &mut self,
+        p: &Arc<Policy>,
+        id: IncidentId,
+        t: &TargetRef,
+        step: usize,
+        attempt: u32,
+    ) {
         match p.steps.get(step) {
             Some(s) if attempt < s.attempts => self.start_step(p, id, t, step, attempt + 1),
             _ => self.start_step(p, id, t, step + 1, 1),
@@ -150,9 +216,12 @@ impl Engine {
         let current = self.s.incidents.get(&id).and_then(|i| {
             let m = i.members.get(&run.target)?;
             match &m.recovery {
-                Recovery::Running { step, attempt, phase: Phase::Awaiting { .. }, .. }
-                    if *step + 1 == run.step && *attempt == run.attempt =>
-                {
+                Recovery::Running {
+                    step,
+                    attempt,
+                    phase: Phase::Awaiting { .. },
+                    ..
+                } if *step + 1 == run.step && *attempt == run.attempt => {
                     Some((self.policies.get(&i.policy)?.clone(), *step, *attempt))
                 }
                 _ => None,
@@ -166,7 +235,12 @@ impl Engine {
         let action = s.action.label().to_owned();
         match result {
             StepResult::Succeeded => {
-                self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome: StepOutcome::Succeeded });
+                self.emit(DecisionKind::StepFinished {
+                    incident: id,
+                    run,
+                    action,
+                    outcome: StepOutcome::Succeeded,
+                });
                 if s.verify == Verify::StepResult {
                     self.member_mut(id, &t).recovery = Recovery::Mitigated;
                 } else {
@@ -183,11 +257,21 @@ impl Engine {
                 }
             }
             StepResult::Failed(why) => {
-                self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome: StepOutcome::Failed(why) });
+                self.emit(DecisionKind::StepFinished {
+                    incident: id,
+                    run,
+                    action,
+                    outcome: StepOutcome::Failed(why),
+                });
                 self.attempt_failed(&p, id, &t, step, attempt);
             }
             StepResult::NotAvailable(why) => {
-                self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome: StepOutcome::NotAvailable(why) });
+                self.emit(DecisionKind::StepFinished {
+                    incident: id,
+                    run,
+                    action,
+                    outcome: StepOutcome::NotAvailable(why),
+                });
                 self.start_step(&p, id, &t, step + 1, 1);
             }
         }

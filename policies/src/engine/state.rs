@@ -178,7 +178,12 @@ pub enum Recovery {
     NoSteps,
     /// Step `step` (0-based), attempt `attempt`, doing `action` (the step's
     /// label, kept so a step can be named after its policy is gone).
-    Running { step: usize, attempt: u32, action: String, phase: Phase },
+    Running {
+        step: usize,
+        attempt: u32,
+        action: String,
+        phase: Phase,
+    },
     /// A step succeeded with `verify = "step-result"`; the condition may
     /// stay true (a failed-over host stays dead).
     Mitigated,

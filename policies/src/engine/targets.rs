@@ -22,7 +22,11 @@ impl Engine {
             return labels;
         };
         let info = &entry.info;
-        if let Some(host) = info.host.as_ref().filter(|h| t.kind != TargetKind::Host || **h != t.id) {
+        if let Some(host) = info
+            .host
+            .as_ref()
+            .filter(|h| t.kind != TargetKind::Host || **h != t.id)
+        {
             if let Some(h) = self.s.targets.get(&TargetRef::host(host)) {
                 labels.extend(h.info.labels.clone());
             }
@@ -107,7 +111,11 @@ impl Engine {
     /// started (and wants evaluating).
     pub(super) fn rematch_one(&mut self, p: &Arc<Policy>, t: &TargetRef) -> bool {
         let selected = p.selector.matches(t.kind, &self.labels(t));
-        let watching = self.s.watches.get(&p.name).is_some_and(|w| w.contains_key(t));
+        let watching = self
+            .s
+            .watches
+            .get(&p.name)
+            .is_some_and(|w| w.contains_key(t));
         if selected && !watching {
             let mut w = Watch::default();
             if let Some(entry) = self.s.targets.get(t) {
@@ -116,7 +124,11 @@ impl Engine {
                     condition::seed(c, &mut w.clear, entry, self.s.now);
                 }
             }
-            self.s.watches.entry(p.name.clone()).or_default().insert(t.clone(), w);
+            self.s
+                .watches
+                .entry(p.name.clone())
+                .or_default()
+                .insert(t.clone(), w);
             return true;
         }
         if !selected && watching {
@@ -129,7 +141,12 @@ impl Engine {
     pub(super) fn watching(&self, t: &TargetRef) -> Vec<Arc<Policy>> {
         self.policies
             .iter()
-            .filter(|p| self.s.watches.get(&p.name).is_some_and(|w| w.contains_key(t)))
+            .filter(|p| {
+                self.s
+                    .watches
+                    .get(&p.name)
+                    .is_some_and(|w| w.contains_key(t))
+            })
             .cloned()
             .collect()
     }
@@ -156,7 +173,12 @@ impl Engine {
                 e.metrics.insert(s.metric.clone(), (now, s.value));
             }
             for p in self.watching(&s.target) {
-                if let Some(w) = self.s.watches.get_mut(&p.name).and_then(|w| w.get_mut(&s.target)) {
+                if let Some(w) = self
+                    .s
+                    .watches
+                    .get_mut(&p.name)
+                    .and_then(|w| w.get_mut(&s.target))
+                {
                     condition::on_sample(&p.when, &mut w.when, &s.metric, s.value, now);
                     if let Some(c) = &p.clear {
                         condition::on_sample(c, &mut w.clear, &s.metric, s.value, now);
@@ -171,11 +193,14 @@ impl Engine {
         self.ensure_target(&t);
         let now = self.s.now;
         if let Some(e) = self.s.targets.get_mut(&t) {
-            let r = e.states.entry(name.to_owned()).or_insert_with(|| StateReading {
-                value: value.to_owned(),
-                since: now,
-                seen: now,
-            });
+            let r = e
+                .states
+                .entry(name.to_owned())
+                .or_insert_with(|| StateReading {
+                    value: value.to_owned(),
+                    since: now,
+                    seen: now,
+                });
             if r.value != value {
                 r.value = value.to_owned();
                 r.since = now;

@@ -29,7 +29,14 @@ impl Engine {
         // failing condition is no longer true (no `for` on the way out).
         let cleared = clear.map_or(!when.raw, |c| c.holds);
         let membership = w.incident.and_then(|id| {
-            let fired = self.s.incidents.get(&id)?.members.get(t)?.fired_at.is_some();
+            let fired = self
+                .s
+                .incidents
+                .get(&id)?
+                .members
+                .get(t)?
+                .fired_at
+                .is_some();
             Some((id, fired))
         });
         match membership {
@@ -41,9 +48,15 @@ impl Engine {
             Some((id, true)) if cleared => self.leave(id, t, "cleared", true),
             Some(_) => {}
         }
-        let next = [when.next, clear.and_then(|c| c.next)].into_iter().flatten().min();
+        let next = [when.next, clear.and_then(|c| c.next)]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(next) = next {
-            let subject = Subject::Watch { policy: p.name.clone(), target: t.clone() };
+            let subject = Subject::Watch {
+                policy: p.name.clone(),
+                target: t.clone(),
+            };
             self.wake(next, subject);
         }
     }
@@ -55,11 +68,10 @@ impl Engine {
             None => format!("{}/{t}", p.name),
             Some(g) => {
                 let labels = self.labels(t);
-                let parts: Vec<String> = g
-                    .by
-                    .iter()
-                    .map(|l| format!("{l}={}", labels.get(l).map_or("", String::as_str)))
-                    .collect();
+                let parts: Vec<String> =
+                    g.by.iter()
+                        .map(|l| format!("{l}={}", labels.get(l).map_or("", String::as_str)))
+                        .collect();
                 format!("{}{{{}}}", p.name, parts.join(","))
             }
         }
@@ -72,7 +84,16 @@ impl Engine {
         let fp = self.fingerprint(p, t);
         let id = match self.s.open.get(&fp) {
             Some(id) => *id,
-            None => self.open_incident(p, t, fp, if firing { Status::Firing } else { Status::Pending }),
+            None => self.open_incident(
+                p,
+                t,
+                fp,
+                if firing {
+                    Status::Firing
+                } else {
+                    Status::Pending
+                },
+            ),
         };
         if let Some(w) = self.s.watches.get_mut(&p.name).and_then(|w| w.get_mut(t)) {
             w.incident = Some(id);
@@ -90,7 +111,11 @@ impl Engine {
         let mut first_firing = false;
         if firing && member.fired_at.is_none() {
             member.fired_at = Some(now);
-            member.recovery = if p.steps.is_empty() { Recovery::NoSteps } else { Recovery::Idle };
+            member.recovery = if p.steps.is_empty() {
+                Recovery::NoSteps
+            } else {
+                Recovery::Idle
+            };
             first_firing = inc.fired_at.is_none();
             inc.fired_at = inc.fired_at.or(Some(now));
         }
@@ -100,10 +125,17 @@ impl Engine {
             inc.status = Status::Firing;
         }
         if joined {
-            self.emit(DecisionKind::Joined { incident: id, target: t.clone() });
+            self.emit(DecisionKind::Joined {
+                incident: id,
+                target: t.clone(),
+            });
         }
         if now_firing {
-            self.emit(DecisionKind::Status { incident: id, status: Status::Firing, why: None });
+            self.emit(DecisionKind::Status {
+                incident: id,
+                status: Status::Firing,
+                why: None,
+            });
         }
         if first_firing {
             self.record_firing(p, id);
@@ -111,7 +143,13 @@ impl Engine {
         self.eval_incident(id);
     }
 
-    fn open_incident(&mut self, p: &Policy, t: &TargetRef, fingerprint: String, status: Status) -> IncidentId {
+    fn open_incident(
+        &mut self,
+        p: &Policy,
+        t: &TargetRef,
+        fingerprint: String,
+        status: Status,
+    ) -> IncidentId {
         let id = IncidentId(self.s.next_incident);
         self.s.next_incident += 1;
         let summary = render_summary(&p.summary, &p.name, &self.labels(t));
@@ -155,33 +193,73 @@ impl Engine {
             let why = (why != "cleared").then(|| why.to_owned());
             return self.resolve(id, why, cleared);
         }
-        let Some(member) = self.s.incidents.get_mut(&id).and_then(|i| i.members.remove(t)) else {
+        let Some(member) = self
+            .s
+            .incidents
+            .get_mut(&id)
+            .and_then(|i| i.members.remove(t))
+        else {
             return;
         };
         self.finish_member(id, t, &member, cleared);
-        self.emit(DecisionKind::Left { incident: id, target: t.clone(), why: why.to_owned() });
+        self.emit(DecisionKind::Left {
+            incident: id,
+            target: t.clone(),
+            why: why.to_owned(),
+        });
         self.eval_incident(id);
     }
 
     /// A member leaves: its step in flight is verified (the condition
     /// cleared) or cancelled.
-    pub(super) fn finish_member(&mut self, id: IncidentId, t: &TargetRef, m: &Member, cleared: bool) {
+    pub(super) fn finish_member(
+        &mut self,
+        id: IncidentId,
+        t: &TargetRef,
+        m: &Member,
+        cleared: bool,
+    ) {
         let policy = self.s.incidents.get(&id).map(|i| i.policy.clone());
-        if let Some(w) = policy.and_then(|p| self.s.watches.get_mut(&p)).and_then(|w| w.get_mut(t)) {
+        if let Some(w) = policy
+            .and_then(|p| self.s.watches.get_mut(&p))
+            .and_then(|w| w.get_mut(t))
+        {
             w.incident = None;
         }
-        let Recovery::Running { step, attempt, action, phase } = &m.recovery else {
+        let Recovery::Running {
+            step,
+            attempt,
+            action,
+            phase,
+        } = &m.recovery
+        else {
             return;
         };
-        let run = RunId { incident: id, target: t.clone(), step: step + 1, attempt: *attempt };
+        let run = RunId {
+            incident: id,
+            target: t.clone(),
+            step: step + 1,
+            attempt: *attempt,
+        };
         let action = action.clone();
         match phase {
-            Phase::Verifying { .. } if cleared => {
-                self.emit(DecisionKind::StepFinished { incident: id, run, action, outcome: StepOutcome::Verified })
-            }
+            Phase::Verifying { .. } if cleared => self.emit(DecisionKind::StepFinished {
+                incident: id,
+                run,
+                action,
+                outcome: StepOutcome::Verified,
+            }),
             Phase::Awaiting { .. } => {
-                let why = if cleared { "the condition cleared" } else { "the incident closed" };
-                self.emit(DecisionKind::CancelStep { run, action, why: why.to_owned() })
+                let why = if cleared {
+                    "the condition cleared"
+                } else {
+                    "the incident closed"
+                };
+                self.emit(DecisionKind::CancelStep {
+                    run,
+                    action,
+                    why: why.to_owned(),
+                })
             }
             _ => {}
         }

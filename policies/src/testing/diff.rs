@@ -29,7 +29,12 @@ pub(super) fn compare(expected: &[Expected], actual: &[Actual], partial: bool) -
             Some(i)
         })
         .collect();
-    let missing: Vec<&Expected> = expected.iter().zip(&used).filter(|(_, u)| !**u).map(|(e, _)| e).collect();
+    let missing: Vec<&Expected> = expected
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(e, _)| e)
+        .collect();
     let extra = matched.iter().filter(|m| m.is_none()).count();
     if missing.is_empty() && (partial || extra == 0) {
         return None;
@@ -44,14 +49,24 @@ pub(super) fn compare(expected: &[Expected], actual: &[Actual], partial: bool) -
     let _ = writeln!(
         out,
         "timeline (- expected but did not happen, + happened but was not expected{}):",
-        if partial { "; partial test: + lines are allowed" } else { "" }
+        if partial {
+            "; partial test: + lines are allowed"
+        } else {
+            ""
+        }
     );
     // Merge by time: actual lines in the order they happened, missing
     // expected lines before the actual lines of a later instant.
     let mut m = missing.iter().peekable();
     for (a, matched) in actual.iter().zip(&matched) {
         while let Some(e) = m.next_if(|e| e.at < a.at) {
-            let _ = writeln!(out, "  - {:>width$}  {}    (line {})", e.at.to_string(), e.text, e.line);
+            let _ = writeln!(
+                out,
+                "  - {:>width$}  {}    (line {})",
+                e.at.to_string(),
+                e.text,
+                e.line
+            );
         }
         let mark = match matched {
             Some(_) => ' ',
@@ -61,17 +76,33 @@ pub(super) fn compare(expected: &[Expected], actual: &[Actual], partial: bool) -
         let _ = writeln!(out, "  {mark} {:>width$}  {}", a.at.to_string(), a.text);
     }
     for e in m {
-        let _ = writeln!(out, "  - {:>width$}  {}    (line {})", e.at.to_string(), e.text, e.line);
+        let _ = writeln!(
+            out,
+            "  - {:>width$}  {}    (line {})",
+            e.at.to_string(),
+            e.text,
+            e.line
+        );
     }
     // The commonest mistake: the right line at the wrong time.
     for e in &missing {
-        let elsewhere = actual.iter().zip(&matched).find(|(a, m)| m.is_none() && a.text == e.text);
+        let elsewhere = actual
+            .iter()
+            .zip(&matched)
+            .find(|(a, m)| m.is_none() && a.text == e.text);
         if let Some((a, _)) = elsewhere {
-            let _ = writeln!(out, "  hint: \"{}\" was expected at {} (line {}) and happened at {}", e.text, e.at, e.line, a.at);
+            let _ = writeln!(
+                out,
+                "  hint: \"{}\" was expected at {} (line {}) and happened at {}",
+                e.text, e.at, e.line, a.at
+            );
         }
     }
     if expected.is_empty() && !actual.is_empty() {
-        let _ = writeln!(out, "  hint: the test expects nothing; copy the lines above into `expect` once they look right");
+        let _ = writeln!(
+            out,
+            "  hint: the test expects nothing; copy the lines above into `expect` once they look right"
+        );
     }
     Some(out)
 }

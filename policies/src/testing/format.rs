@@ -96,7 +96,11 @@ pub(super) struct Given {
 pub(super) enum GivenKind {
     Input(InputKind),
     /// A step result; the run is found when it is due.
-    Result { action: String, target: Option<TargetRef>, result: StepResult },
+    Result {
+        action: String,
+        target: Option<TargetRef>,
+        result: StepResult,
+    },
 }
 
 /// How the simulated world answers one run of a step.
@@ -118,20 +122,47 @@ pub(super) fn parse(src: &Source) -> Result<Suite, Vec<Diagnostic>> {
     let f: FileToml = toml::from_str(src.text).map_err(|e| vec![src.toml_error(&e)])?;
     let mut errors = Vec::new();
     if *f.version.get_ref() != crate::LANGUAGE_VERSION {
-        errors.push(src.error(f.version.span(), format!("test file version {} is not supported", f.version.get_ref()))
-            .help(format!("this build reads version {}", crate::LANGUAGE_VERSION)));
+        errors.push(
+            src.error(
+                f.version.span(),
+                format!("test file version {} is not supported", f.version.get_ref()),
+            )
+            .help(format!(
+                "this build reads version {}",
+                crate::LANGUAGE_VERSION
+            )),
+        );
     }
     if f.policies.get_ref().is_empty() {
-        errors.push(src.error(f.policies.span(), "`policies` lists no policy file").help("for example `policies = [\"service-crashed.toml\"]`"));
+        errors.push(
+            src.error(f.policies.span(), "`policies` lists no policy file")
+                .help("for example `policies = [\"service-crashed.toml\"]`"),
+        );
     }
     let dir = src.path.parent().unwrap_or(std::path::Path::new(""));
-    let policies = f.policies.get_ref().iter().map(|p| dir.join(p.get_ref())).collect();
-    let targets = f.targets.iter().filter_map(|t| target_spec(&Line::of(src, t), 0, &mut errors)).collect();
+    let policies = f
+        .policies
+        .get_ref()
+        .iter()
+        .map(|p| dir.join(p.get_ref()))
+        .collect();
+    let targets = f
+        .targets
+        .iter()
+        .filter_map(|t| target_spec(&Line::of(src, t), 0, &mut errors))
+        .collect();
     let planner = planner_list(src, &f.planner, &mut errors);
     let answers = answer_map(src, &f.answers, &mut errors);
-    let mut answer_keys: Vec<(String, Range<usize>)> = f.answers.iter().map(|(k, v)| (k.clone(), v.span())).collect();
+    let mut answer_keys: Vec<(String, Range<usize>)> = f
+        .answers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.span()))
+        .collect();
     if f.tests.is_empty() {
-        errors.push(src.error(0..0, "the file has no [[test]]").help("add `[[test]]` with `name`, `until`, `given` and `expect`"));
+        errors.push(
+            src.error(0..0, "the file has no [[test]]")
+                .help("add `[[test]]` with `name`, `until`, `given` and `expect`"),
+        );
     }
     let mut cases = Vec::new();
     for t in &f.tests {
@@ -139,7 +170,11 @@ pub(super) fn parse(src: &Source) -> Result<Suite, Vec<Diagnostic>> {
         answer_keys.extend(c.answers.iter().map(|(k, v)| (k.clone(), v.span())));
         let mut merged = answers.clone();
         merged.extend(answer_map(src, &c.answers, &mut errors));
-        let mut given: Vec<Given> = c.given.iter().filter_map(|g| given_line(&Line::of(src, g), &mut errors)).collect();
+        let mut given: Vec<Given> = c
+            .given
+            .iter()
+            .filter_map(|g| given_line(&Line::of(src, g), &mut errors))
+            .collect();
         for s in &c.series {
             given.extend(series_line(&Line::of(src, s), &mut errors));
         }
@@ -149,29 +184,56 @@ pub(super) fn parse(src: &Source) -> Result<Suite, Vec<Diagnostic>> {
             until: Timestamp(c.until.get_ref().0),
             given,
             answers: merged,
-            planner: c.planner.as_ref().map_or_else(|| planner.clone(), |p| planner_list(src, p, &mut errors)),
-            expect: c.expect.iter().filter_map(|e| expect_line(&Line::of(src, e), &mut errors)).collect(),
+            planner: c
+                .planner
+                .as_ref()
+                .map_or_else(|| planner.clone(), |p| planner_list(src, p, &mut errors)),
+            expect: c
+                .expect
+                .iter()
+                .filter_map(|e| expect_line(&Line::of(src, e), &mut errors))
+                .collect(),
             partial: c.partial,
         });
     }
-    if errors.is_empty() { Ok(Suite { policies, targets, cases, answer_keys }) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Suite {
+            policies,
+            targets,
+            cases,
+            answer_keys,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
-fn planner_list(src: &Source, names: &[Spanned<String>], errors: &mut Vec<Diagnostic>) -> Vec<PlanKind> {
+fn planner_list(
+    src: &Source,
+    names: &[Spanned<String>],
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<PlanKind> {
     let kinds = [PlanKind::Failover, PlanKind::Rebalance, PlanKind::MoveLuns];
     names
         .iter()
         .filter_map(|n| {
             let k = kinds.into_iter().find(|k| k.to_string() == *n.get_ref());
             if k.is_none() {
-                errors.push(src.error(n.span(), format!("`{}` is not planner work", n.get_ref())).help("planner work is `failover`, `rebalance` or `move-luns`"));
+                errors.push(
+                    src.error(n.span(), format!("`{}` is not planner work", n.get_ref()))
+                        .help("planner work is `failover`, `rebalance` or `move-luns`"),
+                );
             }
             k
         })
         .collect()
 }
 
-fn answer_map(src: &Source, answers: &BTreeMap<String, Spanned<String>>, errors: &mut Vec<Diagnostic>) -> BTreeMap<String, Vec<Answer>> {
+fn answer_map(
+    src: &Source,
+    answers: &BTreeMap<String, Spanned<String>>,
+    errors: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Vec<Answer>> {
     answers
         .iter()
         .filter_map(|(k, v)| answer(&Line::of(src, v), errors).map(|a| (k.clone(), a)))
@@ -195,7 +257,13 @@ fn answer(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Vec<Answer>> {
             _ => (Duration::ZERO, rest),
         };
         let why = |rest: &[&Tok], default: &str| match rest {
-            [b, tail @ ..] if b.s == "because" => tail.iter().map(|t| t.s).collect::<Vec<_>>().join(" ").trim_end_matches(',').to_owned(),
+            [b, tail @ ..] if b.s == "because" => tail
+                .iter()
+                .map(|t| t.s)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim_end_matches(',')
+                .to_owned(),
             _ => default.to_owned(),
         };
         out.push(match verb {
@@ -215,10 +283,17 @@ fn answer(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Vec<Answer>> {
 }
 
 /// `KIND:ID [host=H] [name=N] [label=value ...]`, from token `from` on.
-pub(super) fn target_spec(line: &Line, from: usize, errors: &mut Vec<Diagnostic>) -> Option<TargetInfo> {
+pub(super) fn target_spec(
+    line: &Line,
+    from: usize,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<TargetInfo> {
     let toks = line.tokens();
     let Some(first) = toks.get(from) else {
-        errors.push(line.whole("the target is missing").help("write KIND:ID [host=H] [name=N] [label=value ...]"));
+        errors.push(
+            line.whole("the target is missing")
+                .help("write KIND:ID [host=H] [name=N] [label=value ...]"),
+        );
         return None;
     };
     let mut info = TargetInfo::bare(line.target(first, errors)?);
@@ -242,7 +317,10 @@ pub(super) fn target_spec(line: &Line, from: usize, errors: &mut Vec<Diagnostic>
 fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
     let toks = line.tokens();
     let (Some(time), Some(verb)) = (toks.first(), toks.get(1)) else {
-        errors.push(line.whole("a given line is `TIME VERB ...`").help("for example \"0s state service:hv1/nginx service=exited\""));
+        errors.push(
+            line.whole("a given line is `TIME VERB ...`")
+                .help("for example \"0s state service:hv1/nginx service=exited\""),
+        );
         return None;
     };
     let at = Timestamp(line.duration(time, errors)?.0);
@@ -268,7 +346,11 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
                     errors.push(line.at(t, format!("`{}` is not METRIC=NUMBER", t.s)));
                     return None;
                 };
-                samples.push(Sample { target: target.clone(), metric: metric.to_owned(), value });
+                samples.push(Sample {
+                    target: target.clone(),
+                    metric: metric.to_owned(),
+                    value,
+                });
             }
             GivenKind::Input(InputKind::Samples(samples))
         }
@@ -281,23 +363,36 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
                 errors.push(line.at(&args[1], format!("`{}` is not NAME=VALUE", args[1].s)));
                 return None;
             };
-            GivenKind::Input(InputKind::State { target, name: name.to_owned(), value: value.to_owned() })
+            GivenKind::Input(InputKind::State {
+                target,
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
         }
         "event" => {
             if !need(2, "event TARGET NAME", errors) {
                 return None;
             }
-            GivenKind::Input(InputKind::Event { target: line.target(&args[0], errors)?, name: args[1].s.to_owned() })
+            GivenKind::Input(InputKind::Event {
+                target: line.target(&args[0], errors)?,
+                name: args[1].s.to_owned(),
+            })
         }
         "host" => {
             if !need(2, "host HOST healthy|suspect|failed|recovered", errors) {
                 return None;
             }
             let Some(state) = HostState::ALL.into_iter().find(|s| s.as_str() == args[1].s) else {
-                errors.push(line.at(&args[1], format!("`{}` is not a host state", args[1].s)).help("host states are healthy, suspect, failed and recovered"));
+                errors.push(
+                    line.at(&args[1], format!("`{}` is not a host state", args[1].s))
+                        .help("host states are healthy, suspect, failed and recovered"),
+                );
                 return None;
             };
-            GivenKind::Input(InputKind::HostState { host: args[0].s.to_owned(), state })
+            GivenKind::Input(InputKind::HostState {
+                host: args[0].s.to_owned(),
+                state,
+            })
         }
         "step" => return step_line(line, at, args, verb, errors),
         "ack" => {
@@ -311,20 +406,29 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
                 None => None,
             };
             let by = opts.get("by").map_or("operator", |t| t.s).to_owned();
-            GivenKind::Input(InputKind::Ack { incident, until, by })
+            GivenKind::Input(InputKind::Ack {
+                incident,
+                until,
+                by,
+            })
         }
         "unack" => {
             if !need(1, "unack INCIDENT", errors) {
                 return None;
             }
-            GivenKind::Input(InputKind::Unack { incident: line.incident(&args[0], errors)? })
+            GivenKind::Input(InputKind::Unack {
+                incident: line.incident(&args[0], errors)?,
+            })
         }
         "silence" => {
             let usage = "silence ID LABEL=PATTERN ... for DUR [by NAME]";
             if !need(4, usage, errors) {
                 return None;
             }
-            let cut = args.iter().position(|t| t.s == "for" || t.s == "by").unwrap_or(args.len());
+            let cut = args
+                .iter()
+                .position(|t| t.s == "for" || t.s == "by")
+                .unwrap_or(args.len());
             let mut matchers = Vec::new();
             for t in &args[1..cut] {
                 match t.s.parse() {
@@ -339,13 +443,21 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
             };
             let until = at.plus(line.duration(d, errors)?);
             let by = opts.get("by").map_or("operator", |t| t.s).to_owned();
-            GivenKind::Input(InputKind::Silence(Silence { id: args[0].s.to_owned(), matchers, until, by, comment: String::new() }))
+            GivenKind::Input(InputKind::Silence(Silence {
+                id: args[0].s.to_owned(),
+                matchers,
+                until,
+                by,
+                comment: String::new(),
+            }))
         }
         "unsilence" => {
             if !need(1, "unsilence ID", errors) {
                 return None;
             }
-            GivenKind::Input(InputKind::Unsilence { id: args[0].s.to_owned() })
+            GivenKind::Input(InputKind::Unsilence {
+                id: args[0].s.to_owned(),
+            })
         }
         "maintenance" => {
             if !need(1, "maintenance HOST [for DUR | off]", errors) {
@@ -355,9 +467,10 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
             match &args[1..] {
                 [] => GivenKind::Input(InputKind::Maintenance { host, until: None }),
                 [off] if off.s == "off" => GivenKind::Input(InputKind::MaintenanceEnd { host }),
-                [f, d] if f.s == "for" => {
-                    GivenKind::Input(InputKind::Maintenance { host, until: Some(at.plus(line.duration(d, errors)?)) })
-                }
+                [f, d] if f.s == "for" => GivenKind::Input(InputKind::Maintenance {
+                    host,
+                    until: Some(at.plus(line.duration(d, errors)?)),
+                }),
                 [t, ..] => {
                     errors.push(line.at(t, "expected `for DUR` or `off`"));
                     return None;
@@ -372,8 +485,24 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
             GivenKind::Input(InputKind::TargetRemoved(line.target(&args[0], errors)?))
         }
         other => {
-            let verbs = ["sample", "state", "event", "host", "step", "ack", "unack", "silence", "unsilence", "maintenance", "target", "gone"];
-            let mut d = line.at(verb, format!("`{other}` is not something that can happen in a test"));
+            let verbs = [
+                "sample",
+                "state",
+                "event",
+                "host",
+                "step",
+                "ack",
+                "unack",
+                "silence",
+                "unsilence",
+                "maintenance",
+                "target",
+                "gone",
+            ];
+            let mut d = line.at(
+                verb,
+                format!("`{other}` is not something that can happen in a test"),
+            );
             d = match crate::diag::closest(other, verbs) {
                 Some(c) => d.help(format!("did you mean `{c}`?")),
                 None => d.help(format!("the verbs are {}", crate::diag::one_of(&verbs))),
@@ -382,11 +511,21 @@ fn given_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Given> {
             return None;
         }
     };
-    Some(Given { at, line: line.number(), what })
+    Some(Given {
+        at,
+        line: line.number(),
+        what,
+    })
 }
 
 /// `TIME step ACTION [on TARGET] succeeded | failed [WHY...] | not-available [WHY...]`.
-fn step_line(line: &Line, at: Timestamp, args: &[Tok], verb: &Tok, errors: &mut Vec<Diagnostic>) -> Option<Given> {
+fn step_line(
+    line: &Line,
+    at: Timestamp,
+    args: &[Tok],
+    verb: &Tok,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Given> {
     let usage = "step ACTION [on TARGET] succeeded | failed [WHY] | not-available [WHY]";
     let (action, rest) = match args {
         [a, rest @ ..] => (a.s.to_owned(), rest),
@@ -400,14 +539,23 @@ fn step_line(line: &Line, at: Timestamp, args: &[Tok], verb: &Tok, errors: &mut 
         _ => (None, rest),
     };
     let why = |tail: &[Tok], default: &str| {
-        if tail.is_empty() { default.to_owned() } else { tail.iter().map(|t| t.s).collect::<Vec<_>>().join(" ") }
+        if tail.is_empty() {
+            default.to_owned()
+        } else {
+            tail.iter().map(|t| t.s).collect::<Vec<_>>().join(" ")
+        }
     };
     let result = match rest {
         [r, ..] if r.s == "succeeded" => StepResult::Succeeded,
         [r, tail @ ..] if r.s == "failed" => StepResult::Failed(why(tail, "failed")),
-        [r, tail @ ..] if r.s == "not-available" => StepResult::NotAvailable(why(tail, "not available")),
+        [r, tail @ ..] if r.s == "not-available" => {
+            StepResult::NotAvailable(why(tail, "not available"))
+        }
         [r, ..] => {
-            errors.push(line.at(r, format!("`{}` is not a step result", r.s)).help(usage));
+            errors.push(
+                line.at(r, format!("`{}` is not a step result", r.s))
+                    .help(usage),
+            );
             return None;
         }
         [] => {
@@ -415,7 +563,15 @@ fn step_line(line: &Line, at: Timestamp, args: &[Tok], verb: &Tok, errors: &mut 
             return None;
         }
     };
-    Some(Given { at, line: line.number(), what: GivenKind::Result { action, target, result } })
+    Some(Given {
+        at,
+        line: line.number(),
+        what: GivenKind::Result {
+            action,
+            target,
+            result,
+        },
+    })
 }
 
 /// `TARGET METRIC every DUR [from TIME] = VALUES`.
@@ -435,7 +591,8 @@ fn series_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Vec<Given> {
             return Vec::new();
         }
     };
-    let (Some(target), Some(every)) = (line.target(target, errors), line.duration(every, errors)) else {
+    let (Some(target), Some(every)) = (line.target(target, errors), line.duration(every, errors))
+    else {
         return Vec::new();
     };
     let start = match from {
@@ -458,8 +615,16 @@ fn series_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Vec<Given> {
             let at = Timestamp(start.0 + i * every.0);
             i += 1;
             if let Some(value) = value {
-                let sample = Sample { target: target.clone(), metric: metric.s.to_owned(), value };
-                out.push(Given { at, line: line.number(), what: GivenKind::Input(InputKind::Samples(vec![sample])) });
+                let sample = Sample {
+                    target: target.clone(),
+                    metric: metric.s.to_owned(),
+                    value,
+                };
+                out.push(Given {
+                    at,
+                    line: line.number(),
+                    what: GivenKind::Input(InputKind::Samples(vec![sample])),
+                });
             }
         }
     }
@@ -470,34 +635,55 @@ fn series_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Vec<Given> {
 fn expect_line(line: &Line, errors: &mut Vec<Diagnostic>) -> Option<Expected> {
     let toks = line.tokens();
     let Some(time) = toks.first() else {
-        errors.push(line.whole("an expected line is `TIME WHAT`").help("for example \"0s inc-1 firing: service-crashed on service:hv1/nginx\""));
+        errors.push(
+            line.whole("an expected line is `TIME WHAT`")
+                .help("for example \"0s inc-1 firing: service-crashed on service:hv1/nginx\""),
+        );
         return None;
     };
     let at = Timestamp(line.duration(time, errors)?.0);
     let text = toks[1..].iter().map(|t| t.s).collect::<Vec<_>>().join(" ");
-    Some(Expected { at, text, line: line.number() })
+    Some(Expected {
+        at,
+        text,
+        line: line.number(),
+    })
 }
 
 impl Line<'_> {
     fn target(&self, t: &Tok, errors: &mut Vec<Diagnostic>) -> Option<TargetRef> {
-        t.s.parse().map_err(|e| errors.push(self.at(t, format!("{e}")))).ok()
+        t.s.parse()
+            .map_err(|e| errors.push(self.at(t, format!("{e}"))))
+            .ok()
     }
 
     fn incident(&self, t: &Tok, errors: &mut Vec<Diagnostic>) -> Option<crate::input::IncidentId> {
-        t.s.parse().map_err(|e| errors.push(self.at(t, format!("{e}")))).ok()
+        t.s.parse()
+            .map_err(|e| errors.push(self.at(t, format!("{e}"))))
+            .ok()
     }
 
     fn duration(&self, t: &Tok, errors: &mut Vec<Diagnostic>) -> Option<Duration> {
-        Duration::parse(t.s).map_err(|e| errors.push(self.at(t, e.to_string()))).ok()
+        Duration::parse(t.s)
+            .map_err(|e| errors.push(self.at(t, e.to_string())))
+            .ok()
     }
 
     /// `KEY VALUE` pairs among `keys`.
-    fn options<'t>(&self, toks: &'t [Tok], keys: &[&str], errors: &mut Vec<Diagnostic>) -> Option<BTreeMap<String, &'t Tok<'t>>> {
+    fn options<'t>(
+        &self,
+        toks: &'t [Tok],
+        keys: &[&str],
+        errors: &mut Vec<Diagnostic>,
+    ) -> Option<BTreeMap<String, &'t Tok<'t>>> {
         let mut out = BTreeMap::new();
         let mut it = toks.iter();
         while let Some(k) = it.next() {
             if !keys.contains(&k.s) {
-                errors.push(self.at(k, format!("unexpected `{}`", k.s)).help(format!("expected {}", crate::diag::one_of(keys))));
+                errors.push(
+                    self.at(k, format!("unexpected `{}`", k.s))
+                        .help(format!("expected {}", crate::diag::one_of(keys))),
+                );
                 return None;
             }
             let Some(v) = it.next() else {

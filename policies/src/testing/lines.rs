@@ -43,7 +43,10 @@ impl<'a> Line<'a> {
         for (i, c) in self.text.char_indices() {
             match (c.is_whitespace(), start) {
                 (true, Some(s)) => {
-                    out.push(Tok { s: &self.text[s..i], at: s });
+                    out.push(Tok {
+                        s: &self.text[s..i],
+                        at: s,
+                    });
                     start = None;
                 }
                 (false, None) => start = Some(i),
@@ -51,7 +54,10 @@ impl<'a> Line<'a> {
             }
         }
         if let Some(s) = start {
-            out.push(Tok { s: &self.text[s..], at: s });
+            out.push(Tok {
+                s: &self.text[s..],
+                at: s,
+            });
         }
         out
     }
@@ -94,7 +100,10 @@ pub(super) fn expand_values(v: &str) -> Option<Vec<Option<f64>>> {
     let (start, step) = match op {
         Some((i, c)) => {
             let step: f64 = base[i + 1..].parse().ok()?;
-            (base[..i].parse::<f64>().ok()?, if c == '-' { -step } else { step })
+            (
+                base[..i].parse::<f64>().ok()?,
+                if c == '-' { -step } else { step },
+            )
         }
         None => (base.parse::<f64>().ok()?, 0.0),
     };
@@ -112,8 +121,14 @@ mod tests {
     fn series_values_expand() {
         assert_eq!(expand_values("0.5"), Some(vec![Some(0.5)]));
         assert_eq!(expand_values("2x3"), Some(vec![Some(2.0); 3]));
-        assert_eq!(expand_values("1+2x4"), Some(vec![Some(1.0), Some(3.0), Some(5.0), Some(7.0)]));
-        assert_eq!(expand_values("10-1x3"), Some(vec![Some(10.0), Some(9.0), Some(8.0)]));
+        assert_eq!(
+            expand_values("1+2x4"),
+            Some(vec![Some(1.0), Some(3.0), Some(5.0), Some(7.0)])
+        );
+        assert_eq!(
+            expand_values("10-1x3"),
+            Some(vec![Some(10.0), Some(9.0), Some(8.0)])
+        );
         assert_eq!(expand_values("-1+1x2"), Some(vec![Some(-1.0), Some(0.0)]));
         assert_eq!(expand_values("_x2"), Some(vec![None, None]));
         assert_eq!(expand_values("1e3"), Some(vec![Some(1000.0)]));

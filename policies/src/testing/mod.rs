@@ -63,7 +63,11 @@ impl fmt::Display for TestReport {
         }
         for t in &self.tests {
             match &t.failure {
-                None => writeln!(f, "  ok    {} ({} lines over {})", t.name, t.events, t.ran_until)?,
+                None => writeln!(
+                    f,
+                    "  ok    {} ({} lines over {})",
+                    t.name, t.events, t.ran_until
+                )?,
                 Some(why) => {
                     writeln!(f, "  FAIL  {} ({}:{})", t.name, self.file.display(), t.line)?;
                     for l in why.lines() {
@@ -75,7 +79,12 @@ impl fmt::Display for TestReport {
         let failed = self.tests.iter().filter(|t| t.failure.is_some()).count();
         if self.errors.is_empty() {
             let n = self.tests.len();
-            write!(f, "{n} test{}: {} passed, {failed} failed", if n == 1 { "" } else { "s" }, n - failed)
+            write!(
+                f,
+                "{n} test{}: {} passed, {failed} failed",
+                if n == 1 { "" } else { "s" },
+                n - failed
+            )
         } else {
             write!(f, "{} errors: no test ran", self.errors.len())
         }
@@ -84,11 +93,18 @@ impl fmt::Display for TestReport {
 
 /// Runs every test in the file at `path`.
 pub fn test_file(path: &Path) -> TestReport {
-    let mut report = TestReport { file: path.to_owned(), errors: Vec::new(), tests: Vec::new() };
+    let mut report = TestReport {
+        file: path.to_owned(),
+        errors: Vec::new(),
+        tests: Vec::new(),
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            report.errors.push(Diagnostic::file(path, format!("cannot read test file: {e}")));
+            report.errors.push(Diagnostic::file(
+                path,
+                format!("cannot read test file: {e}"),
+            ));
             return report;
         }
     };
@@ -102,7 +118,10 @@ pub fn test_file(path: &Path) -> TestReport {
     };
     let missing: Vec<&PathBuf> = suite.policies.iter().filter(|p| !p.is_file()).collect();
     for m in missing {
-        report.errors.push(Diagnostic::file(path, format!("policy file {} does not exist", m.display())));
+        report.errors.push(Diagnostic::file(
+            path,
+            format!("policy file {} does not exist", m.display()),
+        ));
     }
     if !report.errors.is_empty() {
         return report;
@@ -113,14 +132,25 @@ pub fn test_file(path: &Path) -> TestReport {
         return report;
     }
     // Answers for steps no policy has are typos.
-    let labels: BTreeSet<String> = policies.iter().flat_map(|p| p.steps.iter().map(|s| s.action.label().to_owned())).collect();
+    let labels: BTreeSet<String> = policies
+        .iter()
+        .flat_map(|p| p.steps.iter().map(|s| s.action.label().to_owned()))
+        .collect();
     for (key, span) in &suite.answer_keys {
         if !labels.contains(key) {
-            let d = src.error(span.clone(), format!("answer for `{key}`, which no step of the policies asks for"));
-            report.errors.push(match closest(key, labels.iter().map(String::as_str)) {
-                Some(c) => d.help(format!("did you mean `{c}`?")),
-                None => d.help(format!("the steps are: {}", labels.iter().cloned().collect::<Vec<_>>().join(", "))),
-            });
+            let d = src.error(
+                span.clone(),
+                format!("answer for `{key}`, which no step of the policies asks for"),
+            );
+            report
+                .errors
+                .push(match closest(key, labels.iter().map(String::as_str)) {
+                    Some(c) => d.help(format!("did you mean `{c}`?")),
+                    None => d.help(format!(
+                        "the steps are: {}",
+                        labels.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                });
         }
     }
     if !report.errors.is_empty() {
@@ -130,8 +160,13 @@ pub fn test_file(path: &Path) -> TestReport {
     for case in &suite.cases {
         let outcome = match run::run(set.clone(), &suite.targets, case) {
             Ok(decisions) => {
-                let actual: Vec<diff::Actual> =
-                    decisions.iter().map(|d| diff::Actual { at: d.at, text: d.line() }).collect();
+                let actual: Vec<diff::Actual> = decisions
+                    .iter()
+                    .map(|d| diff::Actual {
+                        at: d.at,
+                        text: d.line(),
+                    })
+                    .collect();
                 TestOutcome {
                     name: case.name.clone(),
                     line: case.line,

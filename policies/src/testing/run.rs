@@ -20,7 +20,10 @@ impl Planner for TestPlanner {
         if self.0.contains(&request.kind) {
             Ok(())
         } else {
-            Err(NotAvailable(format!("no planner for {} in this test", request.kind)))
+            Err(NotAvailable(format!(
+                "no planner for {} in this test",
+                request.kind
+            )))
         }
     }
 }
@@ -40,16 +43,33 @@ enum Queued {
 }
 
 /// Runs a test and returns every decision up to `until`.
-pub(super) fn run(policies: PolicySet, targets: &[TargetInfo], case: &Case) -> Result<Vec<Decision>, RunError> {
+pub(super) fn run(
+    policies: PolicySet,
+    targets: &[TargetInfo],
+    case: &Case,
+) -> Result<Vec<Decision>, RunError> {
     let mut engine = Engine::new(policies).with_planner(TestPlanner(case.planner.clone()));
     let mut timeline = Vec::new();
-    let mut world = World { case, queue: BTreeMap::new(), seq: 0, runs: BTreeMap::new(), asked: BTreeMap::new() };
+    let mut world = World {
+        case,
+        queue: BTreeMap::new(),
+        seq: 0,
+        runs: BTreeMap::new(),
+        asked: BTreeMap::new(),
+    };
     for (i, g) in case.given.iter().enumerate() {
         world.push(g.at, Queued::Given(i));
     }
     for t in targets {
-        let input = Input { at: Timestamp(0), kind: InputKind::Target(t.clone()) };
-        let d = engine.handle(input).map_err(|e| RunError { line: case.line, at: Timestamp(0), message: e.to_string() })?;
+        let input = Input {
+            at: Timestamp(0),
+            kind: InputKind::Target(t.clone()),
+        };
+        let d = engine.handle(input).map_err(|e| RunError {
+            line: case.line,
+            at: Timestamp(0),
+            message: e.to_string(),
+        })?;
         world.observe(&d);
         timeline.extend(d);
     }
@@ -69,7 +89,11 @@ pub(super) fn run(policies: PolicySet, targets: &[TargetInfo], case: &Case) -> R
         let decisions = if next_input == Some(next) {
             let (_, queued) = world.queue.pop_first().expect("peeked above");
             let (input, line) = world.input(queued, next)?;
-            engine.handle(input).map_err(|e| RunError { line, at: next, message: e.to_string() })?
+            engine.handle(input).map_err(|e| RunError {
+                line,
+                at: next,
+                message: e.to_string(),
+            })?
         } else {
             engine.advance(next)
         };
@@ -105,7 +129,12 @@ impl World<'_> {
                     let label = r.action.label().to_owned();
                     self.runs.insert(r.run.clone(), label.clone());
                     let n = self.asked.entry(label.clone()).or_default();
-                    let answer = self.case.answers.get(&label).and_then(|a| a.get(*n).or(a.last())).cloned();
+                    let answer = self
+                        .case
+                        .answers
+                        .get(&label)
+                        .and_then(|a| a.get(*n).or(a.last()))
+                        .cloned();
                     *n += 1;
                     if let Some(Answer::Reply { after, result }) = answer {
                         self.push(d.at.plus(after), Queued::Answer(r.run.clone(), result));
@@ -123,35 +152,59 @@ impl World<'_> {
     fn input(&self, q: Queued, at: Timestamp) -> Result<(Input, usize), RunError> {
         let (g, line): (&Given, usize) = match q {
             Queued::Answer(run, result) => {
-                return Ok((Input { at, kind: InputKind::StepResult { run, result } }, self.case.line));
+                return Ok((
+                    Input {
+                        at,
+                        kind: InputKind::StepResult { run, result },
+                    },
+                    self.case.line,
+                ));
             }
             Queued::Given(i) => (&self.case.given[i], self.case.given[i].line),
         };
         let kind = match &g.what {
             GivenKind::Input(k) => k.clone(),
-            GivenKind::Result { action, target, result } => {
+            GivenKind::Result {
+                action,
+                target,
+                result,
+            } => {
                 let running: Vec<&RunId> = self
                     .runs
                     .iter()
-                    .filter(|(run, label)| *label == action && target.as_ref().is_none_or(|t| *t == run.target))
+                    .filter(|(run, label)| {
+                        *label == action && target.as_ref().is_none_or(|t| *t == run.target)
+                    })
                     .map(|(run, _)| run)
                     .collect();
                 let run = match running.as_slice() {
                     [one] => (*one).clone(),
                     [] => {
-                        let what = target.as_ref().map_or_else(String::new, |t| format!(" on {t}"));
-                        return Err(RunError { line, at, message: format!("no `{action}` step{what} is running at {at}") });
+                        let what = target
+                            .as_ref()
+                            .map_or_else(String::new, |t| format!(" on {t}"));
+                        return Err(RunError {
+                            line,
+                            at,
+                            message: format!("no `{action}` step{what} is running at {at}"),
+                        });
                     }
                     many => {
                         let list: Vec<String> = many.iter().map(|r| r.target.to_string()).collect();
                         return Err(RunError {
                             line,
                             at,
-                            message: format!("`{action}` runs on {} at {at}: say which with `on TARGET`", list.join(", ")),
+                            message: format!(
+                                "`{action}` runs on {} at {at}: say which with `on TARGET`",
+                                list.join(", ")
+                            ),
                         });
                     }
                 };
-                InputKind::StepResult { run, result: result.clone() }
+                InputKind::StepResult {
+                    run,
+                    result: result.clone(),
+                }
             }
         };
         Ok((Input { at, kind }, line))
