@@ -199,15 +199,18 @@ impl fmt::Display for Matcher {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IncidentId(pub u64);
 
-/// A run of one step attempt on one target of one incident:
-/// `inc-3/service:hv1/nginx/step1/try2`. Agents and planners deduplicate
-/// requests by it.
+/// One attempt of one step of one recovery run on one target of one
+/// incident: `inc-3/service:hv1/nginx/run1/step1/try2`. Unique for ever:
+/// agents and planners deduplicate requests by it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId {
     /// The incident.
     pub incident: IncidentId,
     /// The target the step works on.
     pub target: TargetRef,
+    /// 1-based recovery run within the incident (a target that clears and
+    /// fails again within a grouped incident gets a new run).
+    pub run: u32,
     /// 1-based step number.
     pub step: usize,
     /// 1-based attempt.
@@ -247,8 +250,8 @@ impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}/{}/step{}/try{}",
-            self.incident, self.target, self.step, self.attempt
+            "{}/{}/run{}/step{}/try{}",
+            self.incident, self.target, self.run, self.step, self.attempt
         )
     }
 }
@@ -259,10 +262,12 @@ impl FromStr for RunId {
         let parse = || -> Option<RunId> {
             let (incident, rest) = s.split_once('/')?;
             let (rest, attempt) = rest.rsplit_once("/try")?;
-            let (target, step) = rest.rsplit_once("/step")?;
+            let (rest, step) = rest.rsplit_once("/step")?;
+            let (target, run) = rest.rsplit_once("/run")?;
             Some(RunId {
                 incident: incident.parse().ok()?,
                 target: target.parse().ok()?,
+                run: run.parse().ok()?,
                 step: step.parse().ok()?,
                 attempt: attempt.parse().ok()?,
             })
@@ -270,7 +275,7 @@ impl FromStr for RunId {
         parse().ok_or_else(|| IdError {
             what: "step run id",
             text: s.to_owned(),
-            expected: "INCIDENT/TARGET/stepN/tryM, for example inc-3/service:hv1/nginx/step1/try1",
+            expected: "INCIDENT/TARGET/runR/stepN/tryM, for example inc-3/service:hv1/nginx/run1/step1/try1",
         })
     }
 }
@@ -303,11 +308,11 @@ mod tests {
 
     #[test]
     fn run_ids_round_trip_with_slashes_in_target_ids() {
-        let text = "inc-3/service:hv1/nginx/step1/try2";
+        let text = "inc-3/service:hv1/nginx/run4/step1/try2";
         let r: RunId = text.parse().unwrap();
         assert_eq!(r.incident, IncidentId(3));
         assert_eq!(r.target.to_string(), "service:hv1/nginx");
-        assert_eq!((r.step, r.attempt), (1, 2));
+        assert_eq!((r.run, r.step, r.attempt), (4, 1, 2));
         assert_eq!(r.to_string(), text);
         assert!("inc-3/step1".parse::<RunId>().is_err());
     }

@@ -329,9 +329,9 @@ fn a_bad_time_and_a_bad_target_in_test_lines() {
 
 #[test]
 fn an_answer_for_a_step_no_policy_has() {
-    let errors = test_errors(&format!(
-        "version = 1\npolicies = [\"p.toml\"]\n\n[answers]\nrestart-servce = \"succeeds\"\n\n[[test]]\nname = \"t\"\nuntil = \"1h\"\n"
-    ));
+    let errors = test_errors(
+        "version = 1\npolicies = [\"p.toml\"]\n\n[answers]\nrestart-servce = \"succeeds\"\n\n[[test]]\nname = \"t\"\nuntil = \"1h\"\n",
+    );
     assert_eq!(errors.len(), 1, "{errors:#?}");
     let d = &errors[0];
     assert_eq!((d.line, d.column), (5, 18));

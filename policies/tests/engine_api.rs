@@ -160,7 +160,7 @@ fn a_result_for_a_step_no_longer_running_is_ignored_and_said() {
     assert_eq!(
         lines(&late.unwrap()),
         [
-            "40s  result for inc-1/service:hv1/nginx/step1/try1 ignored: the step is no longer running"
+            "40s  result for inc-1/service:hv1/nginx/run1/step1/try1 ignored: the step is no longer running"
         ]
     );
 }

@@ -254,16 +254,16 @@ fn step(
                 errors.push(src.error(s.span(), format!("step {n} (agent-action) needs `action`: the name of an action in the agent's allowlist")).help("for example `action = \"restart-service\"`"));
                 return None;
             };
-            if let Some(known) = &opts.actions {
-                if !known.contains(a.get_ref()) {
-                    errors.push(unknown_name(
-                        src,
-                        a,
-                        "action",
-                        known,
-                        "the actions the agents allow",
-                    ));
-                }
+            if let Some(known) = &opts.actions
+                && !known.contains(a.get_ref())
+            {
+                errors.push(unknown_name(
+                    src,
+                    a,
+                    "action",
+                    known,
+                    "the actions the agents allow",
+                ));
             }
             StepAction::AgentAction {
                 action: a.get_ref().clone(),
@@ -391,13 +391,13 @@ fn budget(src: &Source, f: &PolicyFile, errors: &mut Vec<Diagnostic>) -> Recover
                 .help("remove the [[step]] sections instead"),
         );
     }
-    if f.step.is_empty() {
-        if let Some(m) = max_runs {
-            errors.push(src.error(
-                m.span(),
-                "`[recovery]` limits recovery steps, but this policy has no [[step]]",
-            ));
-        }
+    if f.step.is_empty()
+        && let Some(m) = max_runs
+    {
+        errors.push(src.error(
+            m.span(),
+            "`[recovery]` limits recovery steps, but this policy has no [[step]]",
+        ));
     }
     RecoveryBudget {
         max_runs: max_runs.map_or(DEFAULT_MAX_RUNS, |m| *m.get_ref()),
@@ -436,13 +436,14 @@ fn ladder(
                 }
             }
         }
-        if let Some(c) = &lv.only_if {
-            if *c.get_ref() == LevelIf::RecoveryFailed && f.step.is_empty() {
-                errors.push(
+        if let Some(c) = &lv.only_if
+            && *c.get_ref() == LevelIf::RecoveryFailed
+            && f.step.is_empty()
+        {
+            errors.push(
                     src.error(c.span(), format!("level {n} is unreachable: `if = \"recovery-failed\"` but the policy has no recovery steps to fail"))
                         .help("add a [[step]] or remove the `if`"),
                 );
-            }
         }
         let after = lv.after.as_ref().map_or(Duration::ZERO, |a| *a.get_ref());
         if let Some(prev) = out.last().filter(|p| p.after > after) {

@@ -25,10 +25,10 @@ fn mark(track: &mut Track, raw: bool, now: Timestamp) {
 /// Seeds a new watch from what is already known of the target: a threshold
 /// breached by the latest sample counts from now.
 pub(crate) fn seed(c: &Condition, track: &mut Track, entry: &TargetEntry, now: Timestamp) {
-    if let Predicate::Threshold { metric, cmp } = &c.predicate {
-        if let Some((_, v)) = entry.metrics.get(metric) {
-            mark(track, cmp.breached_by(*v), now);
-        }
+    if let Predicate::Threshold { metric, cmp } = &c.predicate
+        && let Some((_, v)) = entry.metrics.get(metric)
+    {
+        mark(track, cmp.breached_by(*v), now);
     }
 }
 
@@ -85,14 +85,13 @@ pub(crate) fn on_event(c: &Condition, track: &mut Track, name: &str, now: Timest
     if let Predicate::Events {
         name: n, at_least, ..
     } = &c.predicate
+        && n == name
     {
-        if n == name {
-            track.events.push_back(now);
-            // Only the newest `at_least` matter: the count reaches the
-            // threshold exactly when the oldest of them is in the window.
-            while track.events.len() > *at_least as usize {
-                track.events.pop_front();
-            }
+        track.events.push_back(now);
+        // Only the newest `at_least` matter: the count reaches the
+        // threshold exactly when the oldest of them is in the window.
+        while track.events.len() > *at_least as usize {
+            track.events.pop_front();
         }
     }
 }

@@ -32,16 +32,13 @@ impl Engine {
             .get(&inc.fingerprint)
             .cloned()
             .unwrap_or_default();
-        if flap.flapping && !flap.paged && !p.ladder.is_empty() {
-            if general.is_none() {
-                for ch in &p.ladder[0].channels {
-                    let n =
-                        self.notification(p, &inc, 1, ch.clone(), NotifyKind::Flapping, inc.status);
-                    self.emit(DecisionKind::Notify(n));
-                }
-                if let Some(f) = self.s.flaps.get_mut(&inc.fingerprint) {
-                    f.paged = true;
-                }
+        if flap.flapping && !flap.paged && !p.ladder.is_empty() && general.is_none() {
+            for ch in &p.ladder[0].channels {
+                let n = self.notification(p, &inc, 1, ch.clone(), NotifyKind::Flapping, inc.status);
+                self.emit(DecisionKind::Notify(n));
+            }
+            if let Some(f) = self.s.flaps.get_mut(&inc.fingerprint) {
+                f.paged = true;
             }
         }
         let group_wait = p.group.as_ref().map_or(Duration::ZERO, |g| g.wait);

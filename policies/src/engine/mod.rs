@@ -204,18 +204,11 @@ impl Engine {
         for inc in self.s.incidents.values() {
             for (t, m) in &inc.members {
                 if let Recovery::Running {
-                    step,
-                    attempt,
                     phase: Phase::Awaiting { .. },
                     ..
                 } = &m.recovery
                 {
-                    out.push(RunId {
-                        incident: inc.id,
-                        target: t.clone(),
-                        step: step + 1,
-                        attempt: *attempt,
-                    });
+                    out.extend(m.recovery.run_id(inc.id, t));
                 }
             }
         }
@@ -235,10 +228,10 @@ impl Engine {
                     });
                 }
             }
-            InputKind::Ack { incident, .. } | InputKind::Unack { incident } => {
-                if !self.s.incidents.contains_key(incident) {
-                    return Err(EngineError::UnknownIncident(*incident));
-                }
+            InputKind::Ack { incident, .. } | InputKind::Unack { incident }
+                if !self.s.incidents.contains_key(incident) =>
+            {
+                return Err(EngineError::UnknownIncident(*incident));
             }
             InputKind::Silence(s) => {
                 let problem = if s.matchers.is_empty() {
@@ -255,10 +248,8 @@ impl Engine {
                     });
                 }
             }
-            InputKind::Unsilence { id } => {
-                if !self.s.silences.contains_key(id) {
-                    return Err(EngineError::UnknownSilence(id.clone()));
-                }
+            InputKind::Unsilence { id } if !self.s.silences.contains_key(id) => {
+                return Err(EngineError::UnknownSilence(id.clone()));
             }
             _ => {}
         }

@@ -45,6 +45,7 @@ impl Engine {
                 }
             }
             Recovery::Running {
+                run: number,
                 step,
                 attempt,
                 action,
@@ -57,6 +58,7 @@ impl Engine {
                 let run = RunId {
                     incident: id,
                     target: t.clone(),
+                    run: number,
                     step: step + 1,
                     attempt,
                 };
@@ -78,9 +80,9 @@ impl Engine {
                     outcome,
                 });
                 if wait_over {
-                    self.start_step(p, id, t, step + 1, 1);
+                    self.start_step(p, id, t, number, step + 1, 1);
                 } else {
-                    self.attempt_failed(p, id, t, step, attempt);
+                    self.attempt_failed(p, id, t, number, step, attempt);
                 }
             }
             _ => {}
@@ -117,7 +119,14 @@ impl Engine {
             });
         }
         runs.push(now);
-        self.start_step(p, id, t, 0, 1);
+        let inc = self
+            .s
+            .incidents
+            .get_mut(&id)
+            .expect("incident looked up by the caller");
+        inc.runs_started += 1;
+        let number = inc.runs_started;
+        self.start_step(p, id, t, number, 0, 1);
     }
 
     /// Asks for attempt `attempt` of step `step` (0-based); past the last
@@ -127,6 +136,7 @@ impl Engine {
         p: &Arc<Policy>,
         id: IncidentId,
         t: &TargetRef,
+        number: u32,
         step: usize,
         attempt: u32,
     ) {
@@ -141,6 +151,7 @@ impl Engine {
         let run = RunId {
             incident: id,
             target: t.clone(),
+            run: number,
             step: step + 1,
             attempt,
         };
@@ -150,21 +161,21 @@ impl Engine {
             StepAction::MoveLuns => Some(PlanKind::MoveLuns),
             _ => None,
         };
-        if let Some(kind) = plan {
-            if let Err(na) = self.planner.check(&PlanRequest {
+        if let Some(kind) = plan
+            && let Err(na) = self.planner.check(&PlanRequest {
                 kind,
                 target: t.clone(),
-            }) {
-                let action = s.action.label().to_owned();
-                self.emit(DecisionKind::StepFinished {
-                    incident: id,
-                    run,
-                    action,
-                    outcome: StepOutcome::NotAvailable(na.0),
-                });
-                // Trying again would get the same answer: next step.
-                return self.start_step(p, id, t, step + 1, 1);
-            }
+            })
+        {
+            let action = s.action.label().to_owned();
+            self.emit(DecisionKind::StepFinished {
+                incident: id,
+                run,
+                action,
+                outcome: StepOutcome::NotAvailable(na.0),
+            });
+            // Trying again would get the same answer: next step.
+            return self.start_step(p, id, t, number, step + 1, 1);
         }
         let phase = match s.action {
             StepAction::Wait { duration } => Phase::Waiting {
@@ -177,6 +188,7 @@ impl Engine {
         self.wake(Self::phase_deadline(&phase), Subject::Incident(id));
         let action = s.action.label().to_owned();
         self.member_mut(id, t).recovery = Recovery::Running {
+            run: number,
             step,
             attempt,
             action,
@@ -201,12 +213,13 @@ impl Engine {
         p: &Arc<Policy>,
         id: IncidentId,
         t: &TargetRef,
+        number: u32,
         step: usize,
         attempt: u32,
     ) {
         match p.steps.get(step) {
-            Some(s) if attempt < s.attempts => self.start_step(p, id, t, step, attempt + 1),
-            _ => self.start_step(p, id, t, step + 1, 1),
+            Some(s) if attempt < s.attempts => self.start_step(p, id, t, number, step, attempt + 1),
+            _ => self.start_step(p, id, t, number, step + 1, 1),
         }
     }
 
@@ -215,21 +228,21 @@ impl Engine {
         let id = run.incident;
         let current = self.s.incidents.get(&id).and_then(|i| {
             let m = i.members.get(&run.target)?;
-            match &m.recovery {
+            let awaiting = matches!(
+                m.recovery,
                 Recovery::Running {
-                    step,
-                    attempt,
                     phase: Phase::Awaiting { .. },
                     ..
-                } if *step + 1 == run.step && *attempt == run.attempt => {
-                    Some((self.policies.get(&i.policy)?.clone(), *step, *attempt))
                 }
-                _ => None,
-            }
+            );
+            (awaiting && m.recovery.run_id(id, &run.target).as_ref() == Some(&run))
+                .then(|| self.policies.get(&i.policy).cloned())
+                .flatten()
         });
-        let Some((p, step, attempt)) = current else {
+        let Some(p) = current else {
             return self.emit(DecisionKind::StaleResult { run });
         };
+        let (number, step, attempt) = (run.run, run.step - 1, run.attempt);
         let t = run.target.clone();
         let s = &p.steps[step];
         let action = s.action.label().to_owned();
@@ -246,6 +259,7 @@ impl Engine {
                 } else {
                     let deadline = self.s.now.plus(s.verify_within);
                     self.member_mut(id, &t).recovery = Recovery::Running {
+                        run: number,
                         step,
                         attempt,
                         action: s.action.label().to_owned(),
@@ -263,7 +277,7 @@ impl Engine {
                     action,
                     outcome: StepOutcome::Failed(why),
                 });
-                self.attempt_failed(&p, id, &t, step, attempt);
+                self.attempt_failed(&p, id, &t, number, step, attempt);
             }
             StepResult::NotAvailable(why) => {
                 self.emit(DecisionKind::StepFinished {
@@ -272,7 +286,7 @@ impl Engine {
                     action,
                     outcome: StepOutcome::NotAvailable(why),
                 });
-                self.start_step(&p, id, &t, step + 1, 1);
+                self.start_step(&p, id, &t, number, step + 1, 1);
             }
         }
         self.eval_incident(id);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{HoldReason, Status};
-use crate::input::{IncidentId, Silence};
+use crate::input::{IncidentId, RunId, Silence};
 use crate::policy::{Condition, Grouping, Policy, Severity};
 use crate::target::{Selector, TargetInfo, TargetRef};
 use crate::time::Timestamp;
@@ -153,6 +153,8 @@ pub struct Incident {
     pub ack: Option<Ack>,
     /// Per ladder level: what was sent.
     pub levels: Vec<LevelState>,
+    /// Recovery runs started in this incident, over all its targets.
+    pub runs_started: u32,
 }
 
 /// One target in an incident.
@@ -176,9 +178,11 @@ pub enum Recovery {
     Idle,
     /// The policy has no steps.
     NoSteps,
-    /// Step `step` (0-based), attempt `attempt`, doing `action` (the step's
-    /// label, kept so a step can be named after its policy is gone).
+    /// Recovery run `run` (numbered within the incident), step `step`
+    /// (0-based), attempt `attempt`, doing `action` (the step's label, kept
+    /// so a step can be named after its policy is gone).
     Running {
+        run: u32,
         step: usize,
         attempt: u32,
         action: String,
@@ -191,6 +195,24 @@ pub enum Recovery {
     Failed,
     /// The budget was used up; no run started.
     Skipped,
+}
+
+impl Recovery {
+    /// The id of the attempt in flight, if any.
+    pub fn run_id(&self, incident: IncidentId, target: &TargetRef) -> Option<RunId> {
+        match self {
+            Recovery::Running {
+                run, step, attempt, ..
+            } => Some(RunId {
+                incident,
+                target: target.clone(),
+                run: *run,
+                step: step + 1,
+                attempt: *attempt,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What a running step waits for.

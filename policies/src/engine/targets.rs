@@ -26,10 +26,9 @@ impl Engine {
             .host
             .as_ref()
             .filter(|h| t.kind != TargetKind::Host || **h != t.id)
+            && let Some(h) = self.s.targets.get(&TargetRef::host(host))
         {
-            if let Some(h) = self.s.targets.get(&TargetRef::host(host)) {
-                labels.extend(h.info.labels.clone());
-            }
+            labels.extend(h.info.labels.clone());
         }
         labels.extend(info.labels.clone());
         labels.insert("kind".into(), t.kind.to_string());

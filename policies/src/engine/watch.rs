@@ -9,7 +9,7 @@ use super::Engine;
 use super::condition::verdict;
 use super::state::{Incident, Member, Phase, Recovery, Subject};
 use crate::decision::{DecisionKind, Status, StepOutcome};
-use crate::input::{IncidentId, RunId};
+use crate::input::IncidentId;
 use crate::policy::{Policy, render_summary};
 use crate::target::TargetRef;
 
@@ -177,6 +177,7 @@ impl Engine {
                 members: BTreeMap::new(),
                 ack: None,
                 levels: vec![Default::default(); p.ladder.len()],
+                runs_started: 0,
             },
         );
         id
@@ -226,20 +227,10 @@ impl Engine {
         {
             w.incident = None;
         }
-        let Recovery::Running {
-            step,
-            attempt,
-            action,
-            phase,
-        } = &m.recovery
+        let (Recovery::Running { action, phase, .. }, Some(run)) =
+            (&m.recovery, m.recovery.run_id(id, t))
         else {
             return;
-        };
-        let run = RunId {
-            incident: id,
-            target: t.clone(),
-            step: step + 1,
-            attempt: *attempt,
         };
         let action = action.clone();
         match phase {
