@@ -444,3 +444,40 @@ fn grouped_notifications_carry_every_target() {
         "30s group wait after the first failure"
     );
 }
+
+#[test]
+fn maintenance_covers_a_host_registered_without_naming_itself() {
+    let mut e = Engine::new(PolicySet::new([policy("hb", FAILOVER)]));
+    let info = TargetInfo {
+        host: None,
+        ..TargetInfo::bare(TargetRef::host("hv1"))
+    };
+    e.handle(input(0, InputKind::Target(info))).unwrap();
+    e.handle(input(
+        0,
+        InputKind::Maintenance {
+            host: "hv1".into(),
+            until: None,
+        },
+    ))
+    .unwrap();
+    let d = e
+        .handle(input(
+            1,
+            InputKind::HostState {
+                host: "hv1".into(),
+                state: HostState::Failed,
+            },
+        ))
+        .unwrap();
+    let shown = lines(&d);
+    assert_eq!(
+        shown[1], "1s  inc-1 recovery of host:hv1 held: host hv1 in maintenance",
+        "{shown:#?}"
+    );
+    assert!(
+        e.advance(secs(600))
+            .iter()
+            .all(|d| !matches!(d.kind, DecisionKind::Notify(_)))
+    );
+}

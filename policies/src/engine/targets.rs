@@ -41,8 +41,11 @@ impl Engine {
         labels
     }
 
-    /// The host a target is on, if known.
+    /// The host a target is on, if known; a host is on itself.
     pub(super) fn host_of(&self, t: &TargetRef) -> Option<String> {
+        if t.kind == TargetKind::Host {
+            return Some(t.id.clone());
+        }
         self.s.targets.get(t).and_then(|e| e.info.host.clone())
     }
 

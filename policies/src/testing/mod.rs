@@ -6,11 +6,13 @@
 //! Layout:
 //! * `lines`: words inside test-file strings, with their places.
 //! * `format`: the test file format and its parser.
+//! * `given`: given lines, each an input at a time.
 //! * `run`: running a test against the real engine in virtual time.
 //! * `diff`: comparing timelines and writing the difference.
 
 mod diff;
 mod format;
+mod given;
 mod lines;
 mod run;
 
