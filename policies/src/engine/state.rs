@@ -106,9 +106,13 @@ pub(crate) struct StateReading {
 /// One policy watching one target.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Watch {
+    // Most watches are idle: written as `{}` they keep snapshots small.
+    #[serde(default, skip_serializing_if = "Track::is_empty")]
     pub when: Track,
+    #[serde(default, skip_serializing_if = "Track::is_empty")]
     pub clear: Track,
     /// The open incident this target is a member of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentId>,
 }
 
@@ -116,6 +120,7 @@ pub(crate) struct Watch {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Track {
     /// Since when the predicate has been true (threshold, count, rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
     /// Breach flags of the last samples (X of the last Y).
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
@@ -126,6 +131,12 @@ pub(crate) struct Track {
     /// The latest events (as many as the condition counts).
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub events: VecDeque<Timestamp>,
+}
+
+impl Track {
+    fn is_empty(&self) -> bool {
+        *self == Track::default()
+    }
 }
 
 /// An open incident.

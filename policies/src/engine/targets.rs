@@ -122,9 +122,6 @@ impl Engine {
             let mut w = Watch::default();
             if let Some(entry) = self.s.targets.get(t) {
                 condition::seed(&p.when, &mut w.when, entry, self.s.now);
-                if let Some(c) = &p.clear {
-                    condition::seed(c, &mut w.clear, entry, self.s.now);
-                }
             }
             self.s
                 .watches
@@ -182,7 +179,9 @@ impl Engine {
                     .and_then(|w| w.get_mut(&s.target))
                 {
                     condition::on_sample(&p.when, &mut w.when, &s.metric, s.value, now);
-                    if let Some(c) = &p.clear {
+                    // The clear condition only matters to a member of an
+                    // incident; idle watches stay empty (small snapshots).
+                    if let Some(c) = p.clear.as_ref().filter(|_| w.incident.is_some()) {
                         condition::on_sample(c, &mut w.clear, &s.metric, s.value, now);
                     }
                 }
@@ -224,7 +223,7 @@ impl Engine {
         for p in self.watching(&t) {
             if let Some(w) = self.s.watches.get_mut(&p.name).and_then(|w| w.get_mut(&t)) {
                 condition::on_event(&p.when, &mut w.when, name, now);
-                if let Some(c) = &p.clear {
+                if let Some(c) = p.clear.as_ref().filter(|_| w.incident.is_some()) {
                     condition::on_event(c, &mut w.clear, name, now);
                 }
             }

@@ -48,10 +48,13 @@ impl Engine {
             Some((id, true)) if cleared => self.leave(id, t, "cleared", true),
             Some(_) => {}
         }
-        let next = [when.next, clear.and_then(|c| c.next)]
-            .into_iter()
-            .flatten()
-            .min();
+        // Only the verdict that can change this target's standing needs a
+        // timer: `[when]` until it fires, then whatever clears it.
+        let firing = matches!(membership, Some((_, true))) && !cleared;
+        let next = match (firing, clear) {
+            (true, Some(c)) => c.next,
+            _ => when.next,
+        };
         if let Some(next) = next {
             let subject = Subject::Watch {
                 policy: p.name.clone(),
@@ -226,6 +229,7 @@ impl Engine {
             .and_then(|w| w.get_mut(t))
         {
             w.incident = None;
+            w.clear = Default::default();
         }
         let (Recovery::Running { action, phase, .. }, Some(run)) =
             (&m.recovery, m.recovery.run_id(id, t))
