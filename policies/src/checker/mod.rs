@@ -3,8 +3,8 @@
 //! directory into the [`PolicySet`] the engine runs.
 //!
 //! Layout:
-//! * [`condition`]: `[when]` and `[clear]`.
-//! * [`compile`]: the rest of a policy (targets, steps, ladder, grouping).
+//! * `condition`: `[when]` and `[clear]`.
+//! * `compile`: the rest of a policy (targets, steps, ladder, grouping).
 
 mod compile;
 mod condition;
