@@ -10,6 +10,8 @@ use std::{
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
+use crate::{ebpf::budget::BudgetConfig, services::config::Services, stuck::StuckConfig, vm::VmConfig};
+
 /// The embedded default configuration (agent/default.toml).
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub ebpf: EbpfConfig,
     /// Per-collector settings.
     pub collectors: CollectorsConfig,
+    /// Watched services (`[[services]]`), each with one check.
+    pub services: Services,
 }
 
 /// The HTTP endpoint.
@@ -95,11 +99,16 @@ impl Default for PathsConfig {
 pub struct EbpfConfig {
     /// Load the eBPF programs at start.
     pub enabled: bool,
+    /// The cost a program may have before it is detached.
+    pub budget: BudgetConfig,
 }
 
 impl Default for EbpfConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            budget: BudgetConfig::default(),
+        }
     }
 }
 
@@ -201,6 +210,18 @@ pub struct CollectorsConfig {
     pub schedstat: Toggle,
     /// eBPF per-CPU busy time from sched_switch.
     pub cpu_busy: Toggle,
+    /// eBPF run-queue latency histogram.
+    pub runqueue: Toggle,
+    /// eBPF disk IO latency histograms by device and operation.
+    pub disk_latency: DeviceCollector,
+    /// eBPF process exit and OOM kill counts.
+    pub process_exits: Toggle,
+    /// eBPF time since each CPU's last context switch, and stuck-CPU events.
+    pub cpu_stuck: StuckConfig,
+    /// eBPF programs' own run counts and run time.
+    pub ebpf_cost: Toggle,
+    /// The VMs on this host: inventory and usage.
+    pub vm: VmConfig,
 }
 
 impl Default for CollectorsConfig {
@@ -221,6 +242,12 @@ impl Default for CollectorsConfig {
             pressure: Toggle::default(),
             schedstat: Toggle::default(),
             cpu_busy: Toggle::default(),
+            runqueue: Toggle::default(),
+            disk_latency: DeviceCollector::default(),
+            process_exits: Toggle::default(),
+            cpu_stuck: StuckConfig::default(),
+            ebpf_cost: Toggle::default(),
+            vm: VmConfig::default(),
         }
     }
 }
@@ -241,6 +268,12 @@ impl CollectorsConfig {
             "pressure" => &mut self.pressure.enabled,
             "schedstat" => &mut self.schedstat.enabled,
             "cpu_busy" => &mut self.cpu_busy.enabled,
+            "runqueue" => &mut self.runqueue.enabled,
+            "disk_latency" => &mut self.disk_latency.enabled,
+            "process_exits" => &mut self.process_exits.enabled,
+            "cpu_stuck" => &mut self.cpu_stuck.enabled,
+            "ebpf_cost" => &mut self.ebpf_cost.enabled,
+            "vm" => &mut self.vm.enabled,
             _ => return None,
         })
     }
