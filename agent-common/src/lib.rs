@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! * [`cpu`]: the per-CPU busy-time accounting of the `sched_switch` program.
+//! * [`ctx`]: placeholders for direct tracepoint-field loads, patched at load.
 //! * [`hist`]: log2 latency histograms (1 µs .. 67 s) and their bucket function.
 //! * [`runq`]: run-queue latency: per-thread state and histogram maps.
 //! * [`disk`]: disk IO latency: request and histogram keys, `rwbs` operations.
@@ -13,6 +14,7 @@
 #![no_std]
 
 pub mod cpu;
+pub mod ctx;
 pub mod disk;
 pub mod exit;
 pub mod hist;

@@ -3,7 +3,8 @@
 //! operation. Requests are keyed by the tracepoints' `dev` and `sector`.
 
 use agent_common::{
-    disk::{DiskHistKey, MAX_DISK_KEYS, MAX_REQUESTS, RWBS_READ, RequestKey, op_from_rwbs},
+    ctx as tp,
+    disk::{DiskHistKey, MAX_DISK_KEYS, MAX_REQUESTS, RequestKey, op_from_rwbs},
     hist::Log2Hist,
 };
 use aya_ebpf::{
@@ -13,19 +14,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::offset;
-
-/// Field offsets, set by the agent from the format files.
-#[unsafe(no_mangle)]
-static BLOCK_RQ_ISSUE_DEV_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static BLOCK_RQ_ISSUE_SECTOR_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static BLOCK_RQ_COMPLETE_DEV_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static BLOCK_RQ_COMPLETE_SECTOR_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static BLOCK_RQ_COMPLETE_RWBS_OFFSET: u32 = 0;
+use crate::field;
 
 #[map(name = "DISK_REQUESTS")]
 static DISK_REQUESTS: LruHashMap<RequestKey, u64> = LruHashMap::with_max_entries(MAX_REQUESTS, 0);
@@ -36,9 +25,16 @@ static DISK_HIST: PerCpuHashMap<DiskHistKey, Log2Hist> =
 
 #[tracepoint]
 pub fn block_rq_issue(ctx: TracePointContext) -> u32 {
-    match try_issue(&ctx) {
+    let key = RequestKey {
+        dev: field(&ctx, tp::BLOCK_RQ_ISSUE_DEV),
+        _pad: 0,
+        sector: field(&ctx, tp::BLOCK_RQ_ISSUE_SECTOR),
+    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match DISK_REQUESTS.insert(key, now, 0) {
         Ok(()) => 0,
-        Err(()) => 1,
+        Err(_) => 1,
     }
 }
 
@@ -50,52 +46,30 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     }
 }
 
-#[inline(always)]
-fn request_key(ctx: &TracePointContext, dev: &u32, sector: &u32) -> Result<RequestKey, ()> {
-    // SAFETY: the offsets come from the tracepoint's own format file.
-    let dev: u32 = unsafe { ctx.read_at(offset(dev)) }.map_err(|_| ())?;
-    // SAFETY: as above.
-    let sector: u64 = unsafe { ctx.read_at(offset(sector)) }.map_err(|_| ())?;
-    Ok(RequestKey {
-        dev,
-        _pad: 0,
-        sector,
-    })
-}
-
-fn try_issue(ctx: &TracePointContext) -> Result<(), ()> {
-    let key = request_key(
-        ctx,
-        &BLOCK_RQ_ISSUE_DEV_OFFSET,
-        &BLOCK_RQ_ISSUE_SECTOR_OFFSET,
-    )?;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    DISK_REQUESTS.insert(key, now, 0).map_err(|_| ())
-}
-
 fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
-    let key = request_key(
-        ctx,
-        &BLOCK_RQ_COMPLETE_DEV_OFFSET,
-        &BLOCK_RQ_COMPLETE_SECTOR_OFFSET,
-    )?;
+    let key = RequestKey {
+        dev: field(ctx, tp::BLOCK_RQ_COMPLETE_DEV),
+        _pad: 0,
+        sector: field(ctx, tp::BLOCK_RQ_COMPLETE_SECTOR),
+    };
     // SAFETY: reading a u64 out of the map value; a concurrent update only
     // changes the timestamp.
     let Some(issued) = (unsafe { DISK_REQUESTS.get(key) }).copied() else {
-        // Issued before the program was attached, or by a partial
+        // Issued before the program was attached, or a later partial
         // completion that moved the sector on.
         return Ok(());
     };
     let _ = DISK_REQUESTS.remove(key);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: the offset comes from the tracepoint's own format file.
-    let rwbs: [u8; RWBS_READ] =
-        unsafe { ctx.read_at(offset(&BLOCK_RQ_COMPLETE_RWBS_OFFSET)) }.map_err(|_| ())?;
+    // The operation letters are rwbs[0] and rwbs[1], loaded bytewise (the
+    // array may sit at any offset).
     let hist_key = DiskHistKey {
         dev: key.dev,
-        op: op_from_rwbs(rwbs[0], rwbs[1]),
+        op: op_from_rwbs(
+            field(ctx, tp::BLOCK_RQ_COMPLETE_RWBS),
+            field(ctx, tp::BLOCK_RQ_COMPLETE_RWBS + 1),
+        ),
     };
     let hist = match DISK_HIST.get_ptr_mut(hist_key) {
         Some(h) => h,
@@ -106,8 +80,8 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
             DISK_HIST.get_ptr_mut(hist_key).ok_or(())?
         }
     };
-    // SAFETY: a per-CPU value is only touched on this CPU, and completions
-    // do not nest on one CPU.
+    // SAFETY: a per-CPU value is only touched on this CPU, and tracepoint
+    // programs do not nest on one CPU.
     unsafe { (*hist).record(now.saturating_sub(issued)) };
     Ok(())
 }

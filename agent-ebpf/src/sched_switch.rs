@@ -4,66 +4,52 @@
 //! A thread's wait starts when it becomes runnable: woken (see
 //! [`crate::sched_wakeup`]) or switched out while still runnable
 //! (preempted or yielding), which this program records for `prev`.
+//! This runs on every context switch, so it makes one helper call
+//! (bpf_ktime_get_ns) and otherwise only inlined array lookups and direct
+//! field loads.
 
 use agent_common::{
     cpu::CpuBusy,
+    ctx as tp,
     hist::Log2Hist,
     runq::{
-        HOST_HIST, MAX_TASKS, NO_VM, PREV_STATE_NOT_RUNNABLE_MASK, RUNQ_HIST_ENTRIES, TaskState,
-        VM_HIST_BASE,
+        HOST_HIST, NO_VM, PREV_STATE_NOT_RUNNABLE_MASK, RUNQ_HIST_ENTRIES, TASK_SLOT_MASK,
+        TASK_SLOTS, TaskState, VM_HIST_BASE, VmTask,
     },
 };
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
     programs::TracePointContext,
 };
 
-use crate::offset;
-
-/// Offsets of `prev_pid`, `prev_state` and `next_pid` in the tracepoint
-/// record; set by the agent from `events/sched/sched_switch/format`.
-#[unsafe(no_mangle)]
-static SCHED_SWITCH_PREV_PID_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static SCHED_SWITCH_PREV_STATE_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static SCHED_SWITCH_NEXT_PID_OFFSET: u32 = 0;
+use crate::field;
 
 #[map(name = "CPU_BUSY")]
 static CPU_BUSY: PerCpuArray<CpuBusy> = PerCpuArray::with_max_entries(1, 0);
 
-/// Shared with the wakeup programs and written by the agent (VM slots).
+/// Written by the wakeup programs and this one.
 #[map(name = "TASKS")]
-pub static TASKS: LruHashMap<u32, TaskState> = LruHashMap::with_max_entries(MAX_TASKS, 0);
+static TASKS: Array<TaskState> = Array::with_max_entries(TASK_SLOTS, 0);
+
+/// Written by the agent: VM slots of VM threads.
+#[map(name = "VM_TASKS")]
+static VM_TASKS: Array<VmTask> = Array::with_max_entries(TASK_SLOTS, 0);
 
 #[map(name = "RUNQ_HIST")]
 static RUNQ_HIST: PerCpuArray<Log2Hist> = PerCpuArray::with_max_entries(RUNQ_HIST_ENTRIES, 0);
 
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
-    match try_sched_switch(&ctx) {
-        Ok(()) => 0,
-        Err(()) => 1,
-    }
-}
-
-fn try_sched_switch(ctx: &TracePointContext) -> Result<(), ()> {
-    // SAFETY: the offsets come from the tracepoint's own format file.
-    let next_pid: i32 =
-        unsafe { ctx.read_at(offset(&SCHED_SWITCH_NEXT_PID_OFFSET)) }.map_err(|_| ())?;
+    let next_pid: i32 = field(&ctx, tp::SCHED_SWITCH_NEXT_PID);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    account_busy(now, next_pid == 0)?;
+    account_busy(now, next_pid == 0);
 
-    // SAFETY: as above.
-    let prev_state: i64 =
-        unsafe { ctx.read_at(offset(&SCHED_SWITCH_PREV_STATE_OFFSET)) }.map_err(|_| ())?;
+    let prev_state: i64 = field(&ctx, tp::SCHED_SWITCH_PREV_STATE);
     if prev_state & PREV_STATE_NOT_RUNNABLE_MASK == 0 {
-        // SAFETY: as above.
-        let prev_pid: i32 =
-            unsafe { ctx.read_at(offset(&SCHED_SWITCH_PREV_PID_OFFSET)) }.map_err(|_| ())?;
+        let prev_pid: i32 = field(&ctx, tp::SCHED_SWITCH_PREV_PID);
         if prev_pid != 0 {
             mark_runnable(prev_pid as u32, now);
         }
@@ -71,38 +57,36 @@ fn try_sched_switch(ctx: &TracePointContext) -> Result<(), ()> {
     if next_pid != 0 {
         record_wait(next_pid as u32, now);
     }
-    Ok(())
+    0
 }
 
-fn account_busy(now: u64, next_is_idle: bool) -> Result<(), ()> {
-    let slot = CPU_BUSY.get_ptr_mut(0).ok_or(())?;
+#[inline(always)]
+fn account_busy(now: u64, next_is_idle: bool) {
+    let Some(slot) = CPU_BUSY.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: a per-CPU slot is only touched by programs on this CPU, and
-    // sched_switch does not nest on one CPU.
+    // tracepoint programs do not nest on one CPU.
     let busy = unsafe { &mut *slot };
     if busy.last_switch_ns != 0 && busy.current_is_idle == 0 {
         busy.busy_ns += now.saturating_sub(busy.last_switch_ns);
     }
     busy.last_switch_ns = now;
     busy.current_is_idle = u32::from(next_is_idle);
-    Ok(())
 }
 
 /// Starts the wait of a thread that became runnable at `now`.
 #[inline(always)]
 pub fn mark_runnable(tid: u32, now: u64) {
-    match TASKS.get_ptr_mut(tid) {
-        // SAFETY: an LRU value pointer stays valid during the program; a
-        // racing writer can only store another timestamp, which is benign.
-        Some(task) => unsafe { (*task).enqueued_ns = now },
-        None => {
-            let fresh = TaskState {
-                enqueued_ns: now,
-                vm_slot: NO_VM,
-                _pad: 0,
-            };
-            // A full map evicts its least recently used entry; a failure
-            // only loses this one sample.
-            let _ = TASKS.insert(tid, fresh, 0);
+    if let Some(task) = TASKS.get_ptr_mut(tid & TASK_SLOT_MASK) {
+        // SAFETY: an array value pointer is valid while the program runs.
+        // The stamp is written before the tag, so a reader on another CPU
+        // that sees this tid also sees this stamp (x86 and arm64 keep
+        // store order for the JIT's plain stores as seen by this pairing
+        // well enough: a torn pair only loses or skews one sample).
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*task).enqueued_ns, now);
+            core::ptr::write_volatile(&raw mut (*task).tid, tid);
         }
     }
 }
@@ -110,20 +94,29 @@ pub fn mark_runnable(tid: u32, now: u64) {
 /// Ends the wait of the thread switched in and records it.
 #[inline(always)]
 fn record_wait(tid: u32, now: u64) {
-    let Some(task) = TASKS.get_ptr_mut(tid) else {
+    let slot = tid & TASK_SLOT_MASK;
+    let Some(task) = TASKS.get_ptr_mut(slot) else {
         return;
     };
     // SAFETY: see mark_runnable.
-    let task = unsafe { &mut *task };
-    let since = task.enqueued_ns;
-    if since == 0 || since > now {
+    let (owner, since) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*task).tid),
+            core::ptr::read_volatile(&raw const (*task).enqueued_ns),
+        )
+    };
+    if owner != tid || since == 0 || since > now {
         return;
     }
-    task.enqueued_ns = 0;
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(&raw mut (*task).enqueued_ns, 0) };
     let waited = now - since;
     add(HOST_HIST, waited);
-    if task.vm_slot != NO_VM {
-        add(VM_HIST_BASE + task.vm_slot, waited);
+    if let Some(vm) = VM_TASKS.get(slot)
+        && vm.tid == tid
+        && vm.vm_slot != NO_VM
+    {
+        add(VM_HIST_BASE + vm.vm_slot, waited);
     }
 }
 

@@ -10,7 +10,9 @@ use std::{
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
-use crate::{ebpf::budget::BudgetConfig, services::config::Services, stuck::StuckConfig, vm::VmConfig};
+use crate::{
+    ebpf::budget::BudgetConfig, services::config::Services, stuck::StuckConfig, vm::VmConfig,
+};
 
 /// The embedded default configuration (agent/default.toml).
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");

@@ -190,7 +190,13 @@ mod tests {
             },
         };
         let json = serde_json::to_string(&e).unwrap();
-        assert!(json.starts_with(r#"{"type":"process_exited","service":"web""#), "{json}");
-        assert!(json.contains(r#""outcome":{"how":"signaled","signal":9,"name":"SIGKILL"}"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"type":"process_exited","service":"web""#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""outcome":{"how":"signaled","signal":9,"name":"SIGKILL"}"#),
+            "{json}"
+        );
     }
 }

@@ -9,9 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use agent_common::exit::{
-    HOW_EXITED, HOW_SIGNALED, KIND_EXIT, KIND_OOM_VICTIM, ProcessEvent,
-};
+use agent_common::exit::{HOW_EXITED, HOW_SIGNALED, KIND_EXIT, KIND_OOM_VICTIM, ProcessEvent};
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -63,7 +61,10 @@ impl ExitFeed {
 
     /// OOM kills so far.
     pub fn oom_kills(&self) -> u64 {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner()).oom_kills
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .oom_kills
     }
 
     /// Counts and forwards one event from the kernel.
@@ -223,7 +224,9 @@ mod tests {
         feed.record(&event(KIND_OOM_VICTIM, HOW_SIGNALED, 9), &bus);
         assert_eq!(feed.oom_kills(), 1);
         match rx.try_recv().unwrap() {
-            AgentEvent::OomKill { pid, comm, .. } => assert_eq!((pid, comm.as_str()), (77, "nginx")),
+            AgentEvent::OomKill { pid, comm, .. } => {
+                assert_eq!((pid, comm.as_str()), (77, "nginx"))
+            }
             other => panic!("{other:?}"),
         }
     }

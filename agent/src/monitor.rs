@@ -79,7 +79,9 @@ pub async fn enforce_budget(ebpf: Arc<Ebpf>, budget: BudgetConfig, bus: EventBus
                         at: SystemTime::now(),
                     });
                 }
-                Err(e) => tracing::error!(program, error = %e, "cannot detach eBPF program over its budget"),
+                Err(e) => {
+                    tracing::error!(program, error = %e, "cannot detach eBPF program over its budget")
+                }
             }
         }
         before = after;

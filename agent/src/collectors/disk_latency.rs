@@ -101,7 +101,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("dev/block/7:3");
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("uevent"), "MAJOR=7\nMINOR=3\nDEVNAME=loop3\nDEVTYPE=disk\n").unwrap();
+        std::fs::write(
+            d.join("uevent"),
+            "MAJOR=7\nMINOR=3\nDEVNAME=loop3\nDEVTYPE=disk\n",
+        )
+        .unwrap();
         assert_eq!(device_name(dir.path(), (7 << 20) | 3), "loop3");
         assert_eq!(device_name(dir.path(), (259 << 20) | 1), "259:1");
     }

@@ -59,7 +59,11 @@ impl Collector for EbpfCostCollector {
         for p in &stats {
             attached.push(
                 vec![("program", p.name.to_owned())],
-                if p.status == ProgramStatus::Attached { 1.0 } else { 0.0 },
+                if p.status == ProgramStatus::Attached {
+                    1.0
+                } else {
+                    0.0
+                },
             );
         }
         Ok(())

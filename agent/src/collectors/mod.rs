@@ -30,7 +30,9 @@ mod runqueue;
 mod services;
 mod vm;
 
-pub use self::{process_exits::ProcessExitsCollector, services::ServicesCollector, vm::VmCollector};
+pub use self::{
+    process_exits::ProcessExitsCollector, services::ServicesCollector, vm::VmCollector,
+};
 
 /// What went wrong in one collection.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,10 @@ pub const COLLECTORS: &[(&str, &str)] = &[
         "cpu_stuck",
         "time since each CPU's last context switch, and stuck-CPU events (eBPF)",
     ),
-    ("ebpf_cost", "run count and run time of each of the agent's eBPF programs"),
+    (
+        "ebpf_cost",
+        "run count and run time of each of the agent's eBPF programs",
+    ),
     (
         "vm",
         "the VMs on this host (libvirt or qemu in /proc): inventory, CPU, memory, disk, network",

@@ -33,7 +33,10 @@ impl Collector for ServicesCollector {
         );
         for (name, s) in &states {
             up.push(
-                vec![("service", name.clone()), ("kind", s.kind.as_str().to_owned())],
+                vec![
+                    ("service", name.clone()),
+                    ("kind", s.kind.as_str().to_owned()),
+                ],
                 if s.up { 1.0 } else { 0.0 },
             );
         }
@@ -44,7 +47,10 @@ impl Collector for ServicesCollector {
         );
         for (name, s) in &states {
             since.push(
-                vec![("service", name.clone()), ("kind", s.kind.as_str().to_owned())],
+                vec![
+                    ("service", name.clone()),
+                    ("kind", s.kind.as_str().to_owned()),
+                ],
                 s.since
                     .duration_since(UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64()),

@@ -47,7 +47,10 @@ impl Collector for VmCollector {
             "VMs found on this host, by inventory source (libvirt or proc).",
             Kind::Gauge,
         )
-        .push(vec![("source", source.as_str().to_owned())], vms.len() as f64);
+        .push(
+            vec![("source", source.as_str().to_owned())],
+            vms.len() as f64,
+        );
 
         let mut info = Vec::new();
         let mut vcpus = Vec::new();
@@ -95,15 +98,60 @@ impl Collector for VmCollector {
             }
         }
         let families: [(&str, &str, Kind, Vec<_>); 9] = [
-            ("hyperwatch_vm_info", "A VM on this host (value 1) with its UUID, qemu pid and accelerator.", Kind::Gauge, info),
-            ("hyperwatch_vm_vcpus", "Virtual CPUs of each VM.", Kind::Gauge, vcpus),
-            ("hyperwatch_vm_memory_bytes", "Memory size each VM was given.", Kind::Gauge, memory),
-            ("hyperwatch_vm_cpu_seconds", "CPU time of each VM's qemu process (vCPUs and emulation threads).", Kind::Counter, cpu),
-            ("hyperwatch_vm_memory_resident_bytes", "Resident memory of each VM's qemu process.", Kind::Gauge, resident),
-            ("hyperwatch_vm_disk_read_bytes", "Bytes each VM's qemu process read from storage (its disk images).", Kind::Counter, disk_read),
-            ("hyperwatch_vm_disk_written_bytes", "Bytes each VM's qemu process wrote to storage (its disk images).", Kind::Counter, disk_written),
-            ("hyperwatch_vm_network_receive_bytes", "Bytes each VM received on each tap interface (the tap's transmit counter).", Kind::Counter, net_rx),
-            ("hyperwatch_vm_network_transmit_bytes", "Bytes each VM sent on each tap interface (the tap's receive counter).", Kind::Counter, net_tx),
+            (
+                "hyperwatch_vm_info",
+                "A VM on this host (value 1) with its UUID, qemu pid and accelerator.",
+                Kind::Gauge,
+                info,
+            ),
+            (
+                "hyperwatch_vm_vcpus",
+                "Virtual CPUs of each VM.",
+                Kind::Gauge,
+                vcpus,
+            ),
+            (
+                "hyperwatch_vm_memory_bytes",
+                "Memory size each VM was given.",
+                Kind::Gauge,
+                memory,
+            ),
+            (
+                "hyperwatch_vm_cpu_seconds",
+                "CPU time of each VM's qemu process (vCPUs and emulation threads).",
+                Kind::Counter,
+                cpu,
+            ),
+            (
+                "hyperwatch_vm_memory_resident_bytes",
+                "Resident memory of each VM's qemu process.",
+                Kind::Gauge,
+                resident,
+            ),
+            (
+                "hyperwatch_vm_disk_read_bytes",
+                "Bytes each VM's qemu process read from storage (its disk images).",
+                Kind::Counter,
+                disk_read,
+            ),
+            (
+                "hyperwatch_vm_disk_written_bytes",
+                "Bytes each VM's qemu process wrote to storage (its disk images).",
+                Kind::Counter,
+                disk_written,
+            ),
+            (
+                "hyperwatch_vm_network_receive_bytes",
+                "Bytes each VM received on each tap interface (the tap's transmit counter).",
+                Kind::Counter,
+                net_rx,
+            ),
+            (
+                "hyperwatch_vm_network_transmit_bytes",
+                "Bytes each VM sent on each tap interface (the tap's receive counter).",
+                Kind::Counter,
+                net_tx,
+            ),
         ];
         for (name, help, kind, samples) in families {
             let family = out.add(name, help, kind);

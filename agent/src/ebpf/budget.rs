@@ -133,15 +133,22 @@ mod tests {
     #[test]
     fn a_program_over_its_ns_budget_is_named_with_the_figures() {
         let b = BudgetConfig::default();
-        let before = [stats("sched_switch", 1_000, 100_000), stats("block_rq_issue", 0, 0)];
+        let before = [
+            stats("sched_switch", 1_000, 100_000),
+            stats("block_rq_issue", 0, 0),
+        ];
         let after = [
-            stats("sched_switch", 11_000, 1_100_000), // 100 ns/event
+            stats("sched_switch", 11_000, 1_100_000),  // 100 ns/event
             stats("block_rq_issue", 1_000, 3_000_000), // 3000 ns/event
         ];
         let over = b.over_budget(&before, &after, Duration::from_secs(5));
         assert_eq!(over.len(), 1);
         assert_eq!(over[0].0, "block_rq_issue");
-        assert!(over[0].1.contains("3000 ns per event over 1000 events"), "{}", over[0].1);
+        assert!(
+            over[0].1.contains("3000 ns per event over 1000 events"),
+            "{}",
+            over[0].1
+        );
     }
 
     #[test]
@@ -183,8 +190,12 @@ mod tests {
         let mut after = stats("sched_wakeup", 1_000, 1_000_000_000);
         after.status = ProgramStatus::Detached("over".into());
         assert!(
-            b.over_budget(&[stats("sched_wakeup", 0, 0)], &[after], Duration::from_secs(1))
-                .is_empty()
+            b.over_budget(
+                &[stats("sched_wakeup", 0, 0)],
+                &[after],
+                Duration::from_secs(1)
+            )
+            .is_empty()
         );
     }
 }

@@ -12,11 +12,13 @@
 //! Layout:
 //! * [`programs`]: the table of programs, tracepoints and fields.
 //! * [`offsets`]: reading every program's offsets from tracefs.
+//! * [`patch`]: writing offsets into the hot programs' load instructions.
 //! * [`tracefs`]: mounting tracefs and parsing format files.
 //! * [`budget`]: per-program cost accounting and the over-budget decision.
 
 pub mod budget;
 pub mod offsets;
+pub mod patch;
 pub mod programs;
 pub mod tracefs;
 
@@ -27,11 +29,11 @@ use agent_common::{
     disk::{DISK_HIST_MAP, DiskHistKey},
     exit::EVENTS_MAP,
     hist::Log2Hist,
-    runq::{NO_VM, RUNQ_HIST_MAP, TASKS_MAP, TaskState},
+    runq::{NO_VM, RUNQ_HIST_MAP, TASK_SLOT_MASK, VM_TASKS_MAP, VmTask},
 };
 use aya::{
     EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{TracePoint, trace_point::TracePointLinkId},
     util::nr_cpus,
 };
@@ -57,6 +59,8 @@ pub enum EbpfError {
     },
     #[error("loading the eBPF object: {0}")]
     Object(#[from] aya::EbpfError),
+    #[error("relocating tracepoint fields in the eBPF object: {0}")]
+    Patch(#[from] patch::PatchError),
     #[error("program {program}: {source}")]
     Program {
         program: &'static str,
@@ -102,7 +106,7 @@ struct ProgramSlot {
 pub struct Ebpf {
     cpu_busy: Mutex<PerCpuArray<MapData, CpuBusy>>,
     runq_hist: Mutex<PerCpuArray<MapData, Log2Hist>>,
-    tasks: Mutex<HashMap<MapData, u32, TaskState>>,
+    vm_tasks: Mutex<Array<MapData, VmTask>>,
     disk_hist: Mutex<PerCpuHashMap<MapData, DiskHistKey, Log2Hist>>,
     events: Mutex<Option<RingBuf<MapData>>>,
     programs: Mutex<Vec<ProgramSlot>>,
@@ -136,17 +140,21 @@ impl Ebpf {
         for (global, value) in &offsets.globals {
             loader.override_global(global, value, true);
         }
-        let mut object = loader.load(OBJECT)?;
+        let patched = patch::apply(OBJECT, &offsets.patches)?;
+        let mut object = loader.load(patched.bytes())?;
 
         let mut slots = Vec::with_capacity(PROGRAMS.len());
         for spec in PROGRAMS {
             let (status, link) = match offsets.unavailable(spec.name) {
                 Some(e) => (ProgramStatus::Unavailable(e.to_string()), None),
-                None => match attach_tracepoint(&mut object, spec.name, spec.category, spec.tracepoint) {
-                    Ok(link) => (ProgramStatus::Attached, Some(link)),
-                    Err(e) if spec.required => return Err(e),
-                    Err(e) => (ProgramStatus::Failed(e.to_string()), None),
-                },
+                None => {
+                    match attach_tracepoint(&mut object, spec.name, spec.category, spec.tracepoint)
+                    {
+                        Ok(link) => (ProgramStatus::Attached, Some(link)),
+                        Err(e) if spec.required => return Err(e),
+                        Err(e) => (ProgramStatus::Failed(e.to_string()), None),
+                    }
+                }
             };
             if let ProgramStatus::Unavailable(why) | ProgramStatus::Failed(why) = &status {
                 tracing::warn!(program = spec.name, reason = %why, "eBPF program not running; the others are");
@@ -168,7 +176,7 @@ impl Ebpf {
         Ok(Self {
             cpu_busy: Mutex::new(take_map(&mut object, CPU_BUSY_MAP)?),
             runq_hist: Mutex::new(take_map(&mut object, RUNQ_HIST_MAP)?),
-            tasks: Mutex::new(take_map(&mut object, TASKS_MAP)?),
+            vm_tasks: Mutex::new(take_map(&mut object, VM_TASKS_MAP)?),
             disk_hist: Mutex::new(take_map(&mut object, DISK_HIST_MAP)?),
             events: Mutex::new(Some(take_map(&mut object, EVENTS_MAP)?)),
             programs: Mutex::new(slots),
@@ -188,7 +196,9 @@ impl Ebpf {
     /// over CPUs.
     pub fn runq_hist(&self, index: u32) -> Result<Log2Hist, EbpfError> {
         let map = lock(&self.runq_hist);
-        let values = map.get(&index, 0).map_err(|e| map_error(RUNQ_HIST_MAP, e))?;
+        let values = map
+            .get(&index, 0)
+            .map_err(|e| map_error(RUNQ_HIST_MAP, e))?;
         Ok(sum(values.iter()))
     }
 
@@ -198,8 +208,12 @@ impl Ebpf {
             map: "RUNQ_HIST",
             message: format!("counting possible CPUs: {e}"),
         })?;
-        let zero = PerCpuValues::try_from(vec![Log2Hist::default(); cpus])
-            .map_err(|e| EbpfError::Map { map: "RUNQ_HIST", message: e.to_string() })?;
+        let zero = PerCpuValues::try_from(vec![Log2Hist::default(); cpus]).map_err(|e| {
+            EbpfError::Map {
+                map: "RUNQ_HIST",
+                message: e.to_string(),
+            }
+        })?;
         lock(&self.runq_hist)
             .set(index, zero, 0)
             .map_err(|e| map_error(RUNQ_HIST_MAP, e))
@@ -217,23 +231,28 @@ impl Ebpf {
         Ok(out)
     }
 
-    /// Tags thread `tid` with a VM slot (or [`NO_VM`]), keeping a wait in
-    /// progress. Returns whether the map changed.
+    /// Tags thread `tid` with a VM slot, or clears its tag ([`NO_VM`]).
+    /// Returns whether the map changed.
     pub fn set_task_vm(&self, tid: u32, vm_slot: u32) -> Result<bool, EbpfError> {
-        let mut map = lock(&self.tasks);
-        let current = map.get(&tid, 0).ok();
-        if current.map(|t| t.vm_slot) == Some(vm_slot)
-            || (current.is_none() && vm_slot == NO_VM)
-        {
+        let mut map = lock(&self.vm_tasks);
+        let index = tid & TASK_SLOT_MASK;
+        let current = map.get(&index, 0).map_err(|e| map_error(VM_TASKS_MAP, e))?;
+        let wanted = if vm_slot == NO_VM {
+            if current.tid != tid {
+                return Ok(false);
+            }
+            VmTask {
+                tid: 0,
+                vm_slot: NO_VM,
+            }
+        } else {
+            VmTask { tid, vm_slot }
+        };
+        if current == wanted {
             return Ok(false);
         }
-        let state = TaskState {
-            enqueued_ns: current.map_or(0, |t| t.enqueued_ns),
-            vm_slot,
-            _pad: 0,
-        };
-        map.insert(tid, state, 0)
-            .map_err(|e| map_error(TASKS_MAP, e))?;
+        map.set(index, wanted, 0)
+            .map_err(|e| map_error(VM_TASKS_MAP, e))?;
         Ok(true)
     }
 
@@ -272,20 +291,28 @@ impl Ebpf {
         let slot = slots
             .iter_mut()
             .find(|s| s.name == program)
-            .ok_or_else(|| EbpfError::NotAttached { program: program.to_owned() })?;
-        let link = slot
-            .link
-            .take()
-            .ok_or_else(|| EbpfError::NotAttached { program: program.to_owned() })?;
+            .ok_or_else(|| EbpfError::NotAttached {
+                program: program.to_owned(),
+            })?;
+        let link = slot.link.take().ok_or_else(|| EbpfError::NotAttached {
+            program: program.to_owned(),
+        })?;
         let name = slot.name;
         let mut object = lock(&self.object);
         let prog: &mut TracePoint = object
             .program_mut(name)
-            .ok_or_else(|| EbpfError::NotAttached { program: program.to_owned() })?
+            .ok_or_else(|| EbpfError::NotAttached {
+                program: program.to_owned(),
+            })?
             .try_into()
-            .map_err(|source| EbpfError::Program { program: name, source })?;
-        prog.detach(link)
-            .map_err(|source| EbpfError::Program { program: name, source })?;
+            .map_err(|source| EbpfError::Program {
+                program: name,
+                source,
+            })?;
+        prog.detach(link).map_err(|source| EbpfError::Program {
+            program: name,
+            source,
+        })?;
         slot.status = ProgramStatus::Detached(reason);
         Ok(())
     }
@@ -351,5 +378,28 @@ fn raise_memlock_limit() {
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
     if rc != 0 {
         tracing::debug!("could not lift RLIMIT_MEMLOCK; fine on kernels 5.11 and later");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn the_embedded_object_relocates_for_both_kernel_layouts() {
+        for kernel in ["6.18", "5.15"] {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/tracefs")
+                .join(kernel);
+            let offsets = Offsets::read(&root);
+            assert!(
+                offsets.patches.len() >= 10,
+                "{kernel}: {:?}",
+                offsets.patches
+            );
+            patch::apply(OBJECT, &offsets.patches).unwrap_or_else(|e| panic!("{kernel}: {e}"));
+        }
     }
 }

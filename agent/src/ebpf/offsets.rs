@@ -7,7 +7,8 @@ use std::path::Path;
 use agent_common::exit::FIELD_ABSENT;
 
 use super::{
-    programs::{PROGRAMS, ProgramSpec},
+    patch::FieldPatch,
+    programs::{PROGRAMS, ProgramSpec, Target},
     tracefs::{Format, TracefsError},
 };
 
@@ -17,6 +18,8 @@ pub struct Offsets {
     /// Value of each offset global; globals of unavailable programs are 0
     /// (those programs are never loaded).
     pub globals: Vec<(&'static str, u32)>,
+    /// Load instructions to relocate, for the programs that can run.
+    pub patches: Vec<FieldPatch>,
     /// Programs whose tracepoint or fields this kernel lacks, and why.
     pub unavailable: Vec<(&'static str, TracefsError)>,
 }
@@ -26,20 +29,44 @@ impl Offsets {
     pub fn read(tracefs_root: &Path) -> Self {
         let mut offsets = Offsets {
             globals: Vec::new(),
+            patches: Vec::new(),
             unavailable: Vec::new(),
         };
         for spec in PROGRAMS {
             match program_offsets(tracefs_root, spec) {
-                Ok(values) => offsets.globals.extend(values),
+                Ok(values) => {
+                    for (target, field, offset, size) in values {
+                        match target {
+                            Target::Global(g) => offsets.globals.push((g, offset)),
+                            Target::Load(placeholder) => offsets.patches.push(FieldPatch {
+                                placeholder,
+                                offset,
+                                size,
+                                field,
+                                program: spec.name,
+                            }),
+                        }
+                    }
+                }
                 Err(e) => {
-                    offsets
-                        .globals
-                        .extend(spec.fields.iter().map(|f| (f.global, 0)));
+                    for f in spec.fields {
+                        if let Target::Global(g) = f.target {
+                            offsets.globals.push((g, 0));
+                        }
+                    }
                     offsets.unavailable.push((spec.name, e));
                 }
             }
         }
         offsets
+    }
+
+    /// The offset patched in for `placeholder`.
+    pub fn load(&self, placeholder: i16) -> Option<u32> {
+        self.patches
+            .iter()
+            .find(|p| p.placeholder == placeholder)
+            .map(|p| p.offset)
     }
 
     /// The value of `global`.
@@ -59,20 +86,20 @@ impl Offsets {
     }
 }
 
-fn program_offsets(
-    root: &Path,
-    spec: &ProgramSpec,
-) -> Result<Vec<(&'static str, u32)>, TracefsError> {
+/// (target, field name, offset, size) of each field of `spec`.
+type Resolved = (Target, &'static str, u32, u32);
+
+fn program_offsets(root: &Path, spec: &ProgramSpec) -> Result<Vec<Resolved>, TracefsError> {
     let format = Format::read(root, spec.category, spec.tracepoint)?;
     spec.fields
         .iter()
         .map(|field| {
-            let value = match format.field_in(field.field, field.sizes) {
-                Ok(f) => f.offset,
-                Err(_) if field.optional => FIELD_ABSENT,
+            let (offset, size) = match format.field_in(field.field, field.sizes) {
+                Ok(f) => (f.offset, f.size),
+                Err(_) if field.optional => (FIELD_ABSENT, 0),
                 Err(e) => return Err(e),
             };
-            Ok((field.global, value))
+            Ok((field.target, field.field, offset, size))
         })
         .collect()
 }
@@ -80,6 +107,8 @@ fn program_offsets(
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use agent_common::ctx;
 
     use super::*;
 
@@ -93,13 +122,15 @@ mod tests {
     fn every_program_has_its_offsets_on_6_18() {
         let o = Offsets::read(&fixture("6.18"));
         assert!(o.unavailable.is_empty(), "{:?}", o.unavailable);
-        assert_eq!(o.get("SCHED_SWITCH_PREV_PID_OFFSET"), Some(24));
-        assert_eq!(o.get("SCHED_SWITCH_PREV_STATE_OFFSET"), Some(32));
-        assert_eq!(o.get("SCHED_SWITCH_NEXT_PID_OFFSET"), Some(56));
-        assert_eq!(o.get("SCHED_WAKEUP_PID_OFFSET"), Some(24));
-        assert_eq!(o.get("BLOCK_RQ_ISSUE_SECTOR_OFFSET"), Some(16));
+        assert_eq!(o.load(ctx::SCHED_SWITCH_PREV_PID), Some(24));
+        assert_eq!(o.load(ctx::SCHED_SWITCH_PREV_STATE), Some(32));
+        assert_eq!(o.load(ctx::SCHED_SWITCH_NEXT_PID), Some(56));
+        assert_eq!(o.load(ctx::SCHED_WAKEUP_PID), Some(24));
+        assert_eq!(o.load(ctx::BLOCK_RQ_ISSUE_SECTOR), Some(16));
         // ioprio (2 bytes at 32) moved rwbs to 34 and widened it to 10.
-        assert_eq!(o.get("BLOCK_RQ_COMPLETE_RWBS_OFFSET"), Some(34));
+        assert_eq!(o.load(ctx::BLOCK_RQ_COMPLETE_RWBS), Some(34));
+        let rwbs = o.patches.iter().find(|p| p.field == "rwbs").unwrap();
+        assert_eq!((rwbs.size, rwbs.program), (10, "block_rq_complete"));
         assert_eq!(o.get("SCHED_PROCESS_EXIT_GROUP_DEAD_OFFSET"), Some(32));
         assert_eq!(o.get("EXIT_GROUP_ERROR_CODE_OFFSET"), Some(16));
         assert_eq!(o.get("SIGNAL_GENERATE_RESULT_OFFSET"), Some(44));
@@ -112,10 +143,10 @@ mod tests {
         let o = Offsets::read(&fixture("5.15"));
         assert!(o.unavailable.is_empty(), "{:?}", o.unavailable);
         // Same sched_switch layout as 6.18.
-        assert_eq!(o.get("SCHED_SWITCH_NEXT_PID_OFFSET"), Some(56));
+        assert_eq!(o.load(ctx::SCHED_SWITCH_NEXT_PID), Some(56));
         // No ioprio before 6.x: rwbs follows `error`/`bytes` directly, 8 wide.
-        assert_eq!(o.get("BLOCK_RQ_COMPLETE_RWBS_OFFSET"), Some(32));
-        assert_eq!(o.get("BLOCK_RQ_ISSUE_SECTOR_OFFSET"), Some(16));
+        assert_eq!(o.load(ctx::BLOCK_RQ_COMPLETE_RWBS), Some(32));
+        assert_eq!(o.load(ctx::BLOCK_RQ_ISSUE_SECTOR), Some(16));
         // No group_dead, no mark_victim comm: the programs fall back.
         assert_eq!(
             o.get("SCHED_PROCESS_EXIT_GROUP_DEAD_OFFSET"),
@@ -137,11 +168,13 @@ mod tests {
         .unwrap();
         let o = Offsets::read(dir.path());
         assert!(o.unavailable("sched_switch").is_none());
-        assert_eq!(o.get("SCHED_SWITCH_NEXT_PID_OFFSET"), Some(56));
+        assert_eq!(o.load(ctx::SCHED_SWITCH_NEXT_PID), Some(56));
         let err = o.unavailable("block_rq_issue").unwrap().to_string();
         assert!(err.contains("events/block/block_rq_issue/format"), "{err}");
-        // Globals of unavailable programs still exist (the object needs them).
-        assert_eq!(o.get("BLOCK_RQ_ISSUE_DEV_OFFSET"), Some(0));
+        // Unavailable programs' loads stay unpatched (they are not loaded),
+        // their globals exist with 0 (the object needs them).
+        assert_eq!(o.load(ctx::BLOCK_RQ_ISSUE_DEV), None);
+        assert_eq!(o.get("MARK_VICTIM_PID_OFFSET"), Some(0));
     }
 
     #[test]

@@ -1,12 +1,25 @@
 //! The kernel programs the agent loads: which tracepoint each attaches to
-//! and which fields (offset globals) it reads, as a table the loader, the
-//! offset reader and the cost accounting share.
+//! and which fields it reads, as a table the loader, the offset reader and
+//! the cost accounting share.
 
-/// One tracepoint field a program reads through an offset global.
+use agent_common::ctx;
+
+/// Where a field's offset goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Into the program's global (`#[no_mangle] static`) of this name; the
+    /// program reads the field with bpf_probe_read_kernel.
+    Global(&'static str),
+    /// Into the program's load instructions at this placeholder offset
+    /// (agent_common::ctx); the program loads the field directly.
+    Load(i16),
+}
+
+/// One tracepoint field a program reads.
 #[derive(Debug)]
 pub struct FieldSpec {
-    /// The program's global (`#[no_mangle] static`) that holds the offset.
-    pub global: &'static str,
+    /// Where its offset goes.
+    pub target: Target,
     /// The field in the tracepoint's format file.
     pub field: &'static str,
     /// Widths the program can read (the first is the one it expects).
@@ -33,7 +46,7 @@ pub struct ProgramSpec {
 
 const fn f(global: &'static str, field: &'static str, sizes: &'static [u32]) -> FieldSpec {
     FieldSpec {
-        global,
+        target: Target::Global(global),
         field,
         sizes,
         optional: false,
@@ -42,10 +55,19 @@ const fn f(global: &'static str, field: &'static str, sizes: &'static [u32]) -> 
 
 const fn optional(global: &'static str, field: &'static str, sizes: &'static [u32]) -> FieldSpec {
     FieldSpec {
-        global,
+        target: Target::Global(global),
         field,
         sizes,
         optional: true,
+    }
+}
+
+const fn load(placeholder: i16, field: &'static str, sizes: &'static [u32]) -> FieldSpec {
+    FieldSpec {
+        target: Target::Load(placeholder),
+        field,
+        sizes,
+        optional: false,
     }
 }
 
@@ -57,14 +79,14 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         name: "sched_wakeup",
         category: "sched",
         tracepoint: "sched_wakeup",
-        fields: &[f("SCHED_WAKEUP_PID_OFFSET", "pid", &[4])],
+        fields: &[load(ctx::SCHED_WAKEUP_PID, "pid", &[4])],
         required: false,
     },
     ProgramSpec {
         name: "sched_wakeup_new",
         category: "sched",
         tracepoint: "sched_wakeup_new",
-        fields: &[f("SCHED_WAKEUP_NEW_PID_OFFSET", "pid", &[4])],
+        fields: &[load(ctx::SCHED_WAKEUP_NEW_PID, "pid", &[4])],
         required: false,
     },
     ProgramSpec {
@@ -72,9 +94,9 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         category: "sched",
         tracepoint: "sched_switch",
         fields: &[
-            f("SCHED_SWITCH_PREV_PID_OFFSET", "prev_pid", &[4]),
-            f("SCHED_SWITCH_PREV_STATE_OFFSET", "prev_state", &[8]),
-            f("SCHED_SWITCH_NEXT_PID_OFFSET", "next_pid", &[4]),
+            load(ctx::SCHED_SWITCH_PREV_PID, "prev_pid", &[4]),
+            load(ctx::SCHED_SWITCH_PREV_STATE, "prev_state", &[8]),
+            load(ctx::SCHED_SWITCH_NEXT_PID, "next_pid", &[4]),
         ],
         required: true,
     },
@@ -83,8 +105,8 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         category: "block",
         tracepoint: "block_rq_issue",
         fields: &[
-            f("BLOCK_RQ_ISSUE_DEV_OFFSET", "dev", &[4]),
-            f("BLOCK_RQ_ISSUE_SECTOR_OFFSET", "sector", &[8]),
+            load(ctx::BLOCK_RQ_ISSUE_DEV, "dev", &[4]),
+            load(ctx::BLOCK_RQ_ISSUE_SECTOR, "sector", &[8]),
         ],
         required: false,
     },
@@ -93,10 +115,10 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         category: "block",
         tracepoint: "block_rq_complete",
         fields: &[
-            f("BLOCK_RQ_COMPLETE_DEV_OFFSET", "dev", &[4]),
-            f("BLOCK_RQ_COMPLETE_SECTOR_OFFSET", "sector", &[8]),
-            // RWBS_LEN: 8 up to 6.7, 10 since; the program reads 8.
-            f("BLOCK_RQ_COMPLETE_RWBS_OFFSET", "rwbs", &[8, 10]),
+            load(ctx::BLOCK_RQ_COMPLETE_DEV, "dev", &[4]),
+            load(ctx::BLOCK_RQ_COMPLETE_SECTOR, "sector", &[8]),
+            // RWBS_LEN: 8 up to 6.7, 10 since; the program reads 2 bytes.
+            load(ctx::BLOCK_RQ_COMPLETE_RWBS, "rwbs", &[8, 10]),
         ],
         required: false,
     },

@@ -233,7 +233,9 @@ impl TryFrom<RawService> for ServiceConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(format!("service `{name}`: {what} must be a positive number of seconds"))
+                Err(format!(
+                    "service `{name}`: {what} must be a positive number of seconds"
+                ))
             }
         };
         Ok(ServiceConfig {
@@ -330,7 +332,9 @@ systemd = { unit = "libvirtd.service" }
 
     #[test]
     fn mistakes_are_named() {
-        let two = parse("[[services]]\nname = \"x\"\ntcp = { address = \"a:1\" }\nsystemd = { unit = \"u\" }\n");
+        let two = parse(
+            "[[services]]\nname = \"x\"\ntcp = { address = \"a:1\" }\nsystemd = { unit = \"u\" }\n",
+        );
         assert!(two.unwrap_err().contains("give exactly one check"));
         let none = parse("[[services]]\nname = \"x\"\n");
         assert!(none.unwrap_err().contains("give exactly one check"));
@@ -342,8 +346,13 @@ systemd = { unit = "libvirtd.service" }
         assert!(dup.unwrap_err().contains("two services are called `x`"));
         let port = parse("[[services]]\nname = \"x\"\ntcp = { address = \"localhost\" }\n");
         assert!(port.unwrap_err().contains("needs a port"));
-        let proc2 = parse("[[services]]\nname = \"x\"\nprocess = { name = \"a\", pidfile = \"/p\" }\n");
-        assert!(proc2.unwrap_err().contains("exactly one of name, cmdline or pidfile"));
+        let proc2 =
+            parse("[[services]]\nname = \"x\"\nprocess = { name = \"a\", pidfile = \"/p\" }\n");
+        assert!(
+            proc2
+                .unwrap_err()
+                .contains("exactly one of name, cmdline or pidfile")
+        );
         let unknown = parse("[[services]]\nname = \"x\"\ntcp = { adress = \"a:1\" }\n");
         assert!(unknown.unwrap_err().contains("unknown field `adress`"));
     }

@@ -47,7 +47,10 @@ async fn get_status(url: &HttpUrl) -> Result<u16, String> {
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
     while !buf.contains(&b'\n') && buf.len() < STATUS_LINE_MAX {
-        let n = stream.read(&mut chunk).await.map_err(|e| fail(e.to_string()))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -76,7 +79,10 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(parse_status(b"HTTP/1.1 503 Service Unavailable\r\n"), Some(503));
+        assert_eq!(
+            parse_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
         assert_eq!(parse_status(b"HTTP/1.0 200 OK\r\nX: y\r\n"), Some(200));
         assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status(b""), None);

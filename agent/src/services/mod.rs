@@ -44,7 +44,10 @@ pub struct ServiceStates(Mutex<BTreeMap<String, ServiceState>>);
 
 impl ServiceStates {
     pub fn snapshot(&self) -> Vec<(String, ServiceState)> {
-        self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Stores `state`; true when up/down changed (or it is the first).
@@ -146,9 +149,14 @@ async fn poll(reporter: Reporter, service: ServiceConfig) {
                 Check::Tcp { address } => tcp::probe(address)
                     .await
                     .map(|()| format!("connected to {address}")),
-                Check::Http { url, expect_status } => http::probe(url, *expect_status)
-                    .await
-                    .map(|()| format!("GET http://{}:{}{} answered {expect_status}", url.host, url.port, url.path)),
+                Check::Http { url, expect_status } => {
+                    http::probe(url, *expect_status).await.map(|()| {
+                        format!(
+                            "GET http://{}:{}{} answered {expect_status}",
+                            url.host, url.port, url.path
+                        )
+                    })
+                }
                 Check::Systemd { unit } => systemd::probe(unit)
                     .await
                     .map(|()| format!("unit {unit} is active")),

@@ -93,7 +93,11 @@ fn report_found(reporter: &Reporter, procfs: &Path, pids: &BTreeSet<u32>) {
             reporter.report(
                 true,
                 since,
-                format!("{} process(es), pid {pid} ({})", pids.len(), comm.trim_end()),
+                format!(
+                    "{} process(es), pid {pid} ({})",
+                    pids.len(),
+                    comm.trim_end()
+                ),
             );
         }
         None => reporter.report(false, SystemTime::now(), "no matching process".into()),
@@ -153,7 +157,10 @@ pub fn alive(procfs: &Path, pid: u32) -> bool {
     std::fs::read_to_string(procfs.join(pid.to_string()).join("stat"))
         .ok()
         .and_then(|s| {
-            let state = s[s.rfind(')')? + 1..].split_ascii_whitespace().next()?.to_owned();
+            let state = s[s.rfind(')')? + 1..]
+                .split_ascii_whitespace()
+                .next()?
+                .to_owned();
             Some(state != "Z" && state != "X")
         })
         .unwrap_or(false)
@@ -189,7 +196,10 @@ mod tests {
         let proc = Path::new("/proc");
         // Until the child has exec'd, it still looks like this test.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while cmdline(&proc.join(pid.to_string())).unwrap_or_default().first().map(String::as_str)
+        while cmdline(&proc.join(pid.to_string()))
+            .unwrap_or_default()
+            .first()
+            .map(String::as_str)
             != Some("sleep")
         {
             assert!(std::time::Instant::now() < deadline, "sleep did not start");
@@ -197,13 +207,21 @@ mod tests {
         }
         assert!(find(proc, &ProcessMatch::Name("sleep".into())).contains(&pid));
         let re = regex::Regex::new(r"^sleep 31\.4159$").unwrap();
-        assert_eq!(find(proc, &ProcessMatch::Cmdline(re)), BTreeSet::from([pid]));
+        assert_eq!(
+            find(proc, &ProcessMatch::Cmdline(re)),
+            BTreeSet::from([pid])
+        );
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("x.pid");
         std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
-        assert_eq!(find(proc, &ProcessMatch::Pidfile(pidfile.clone())), BTreeSet::from([pid]));
+        assert_eq!(
+            find(proc, &ProcessMatch::Pidfile(pidfile.clone())),
+            BTreeSet::from([pid])
+        );
         let started = started_at(proc, pid).unwrap();
-        let age = SystemTime::now().duration_since(started).unwrap_or_default();
+        let age = SystemTime::now()
+            .duration_since(started)
+            .unwrap_or_default();
         assert!(age < Duration::from_secs(5), "{age:?}");
         child.kill().unwrap();
         child.wait().unwrap();

@@ -2,11 +2,7 @@
 //! and memory; the qemu process of each (for threads, taps and usage) is
 //! found in /proc by the `-name guest=NAME` libvirt gives it.
 
-use std::{
-    path::Path,
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use super::{Vm, VmConfig, VmError, proc_scan};
 
@@ -30,9 +26,8 @@ fn find_program(program: &Path) -> bool {
     if program.components().count() > 1 {
         return program.exists();
     }
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).exists())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).exists()))
 }
 
 /// The running domains as VMs.
@@ -42,9 +37,9 @@ pub async fn domains(config: &VmConfig, procfs: &Path) -> Result<Vec<Vm>, VmErro
     let mut vms = Vec::new();
     for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
         let info = parse_dominfo(&virsh(config, &["dominfo", name]).await?);
-        let process = procs.iter().find(|p| {
-            p.name == name || (info.uuid.is_some() && p.uuid == info.uuid)
-        });
+        let process = procs
+            .iter()
+            .find(|p| p.name == name || (info.uuid.is_some() && p.uuid == info.uuid));
         vms.push(Vm {
             name: name.to_owned(),
             uuid: info.uuid.clone(),
@@ -55,7 +50,9 @@ pub async fn domains(config: &VmConfig, procfs: &Path) -> Result<Vec<Vm>, VmErro
                 .or(process.map(|p| p.memory_bytes))
                 .unwrap_or(0),
             accelerator: process.map_or_else(|| "kvm".to_owned(), |p| p.accelerator.clone()),
-            tap_interfaces: process.map(|p| p.tap_interfaces.clone()).unwrap_or_default(),
+            tap_interfaces: process
+                .map(|p| p.tap_interfaces.clone())
+                .unwrap_or_default(),
             threads: process.map(|p| p.threads.clone()).unwrap_or_default(),
         });
     }
@@ -167,7 +164,11 @@ Security label: libvirt-5b2a3f4e-9f8c-4c1e-8a43-0c3f1d2e4b5a (enforcing)
             ..VmConfig::default()
         };
         let err = domains(&config, Path::new("/proc")).await.unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/virsh -c qemu:///system list --name"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/virsh -c qemu:///system list --name"),
+            "{err}"
+        );
         assert!(!available(Path::new("/nonexistent/virsh")));
     }
 }

@@ -13,7 +13,11 @@ pub fn scan(procfs: &Path) -> Result<Vec<Vm>, VmError> {
     })?;
     let mut vms = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let dir = entry.path();
@@ -92,7 +96,8 @@ pub fn tap_interfaces(procfs: &Path, pid: u32) -> Vec<String> {
         if !is_tun {
             continue;
         }
-        let info = std::fs::read_to_string(base.join("fdinfo").join(fd.file_name())).unwrap_or_default();
+        let info =
+            std::fs::read_to_string(base.join("fdinfo").join(fd.file_name())).unwrap_or_default();
         if let Some(name) = info.lines().find_map(|l| l.strip_prefix("iff:")) {
             taps.push(name.trim().to_owned());
         }
@@ -126,11 +131,25 @@ mod tests {
             root,
             4242,
             "qemu-system-x86",
-            &["/usr/bin/qemu-system-x86_64", "-name", "guest=web,debug-threads=on", "-smp", "2", "-m", "1G"],
+            &[
+                "/usr/bin/qemu-system-x86_64",
+                "-name",
+                "guest=web,debug-threads=on",
+                "-smp",
+                "2",
+                "-m",
+                "1G",
+            ],
             &[4242, 4250, 4251],
         );
         fake_process(root, 100, "bash", &["bash"], &[100]);
-        fake_process(root, 4300, "qemu-kvm", &["/usr/libexec/qemu-kvm", "-m", "256"], &[4300]);
+        fake_process(
+            root,
+            4300,
+            "qemu-kvm",
+            &["/usr/libexec/qemu-kvm", "-m", "256"],
+            &[4300],
+        );
         std::fs::write(root.join("uptime"), "1 1\n").unwrap();
         let vms = scan(root).unwrap();
         assert_eq!(vms.len(), 2);

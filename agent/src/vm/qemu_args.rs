@@ -131,7 +131,10 @@ fn smp_vcpus(opts: &[(String, String)]) -> u32 {
 /// a bare number means MiB.
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+    let (digits, unit) = match text
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
         Some((i, _)) => (&text[..i], &text[i..]),
         None => (text, "M"),
     };
@@ -194,7 +197,10 @@ mod tests {
         assert_eq!(b.vcpus, 16);
         assert_eq!(b.memory_bytes, 1 << 30);
         assert_eq!(b.accelerator, "kvm");
-        assert_eq!(parse(&argv("q -m 512M,slots=2,maxmem=4G")).memory_bytes, 512 << 20);
+        assert_eq!(
+            parse(&argv("q -m 512M,slots=2,maxmem=4G")).memory_bytes,
+            512 << 20
+        );
         assert_eq!(parse(&argv("q --smp cpus=3,maxcpus=8")).vcpus, 3);
     }
 }

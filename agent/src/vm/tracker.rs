@@ -50,7 +50,12 @@ impl VmTracker {
             .inventory
             .vms
             .iter()
-            .map(|vm| (vm.clone(), state.slots.get(&vm.pid).map(|s| VM_HIST_BASE + s)))
+            .map(|vm| {
+                (
+                    vm.clone(),
+                    state.slots.get(&vm.pid).map(|s| VM_HIST_BASE + s),
+                )
+            })
             .collect()
     }
 
@@ -101,7 +106,10 @@ impl VmTracker {
 /// Writes the wanted tags (again: the LRU map may have evicted one) and
 /// clears the tags of threads no longer in a VM.
 fn sync_threads(ebpf: &Ebpf, tagged: &HashMap<u32, u32>, wanted: &HashMap<u32, u32>) {
-    let untag = tagged.keys().filter(|tid| !wanted.contains_key(tid)).map(|&t| (t, NO_VM));
+    let untag = tagged
+        .keys()
+        .filter(|tid| !wanted.contains_key(tid))
+        .map(|&t| (t, NO_VM));
     let tag = wanted.iter().map(|(&t, &s)| (t, s));
     for (tid, slot) in untag.chain(tag) {
         if let Err(e) = ebpf.set_task_vm(tid, slot) {
@@ -143,8 +151,14 @@ mod tests {
             ..Default::default()
         });
         let slots = t.vms_with_hist();
-        assert_eq!((slots[0].0.name.as_str(), slots[0].1), ("b", Some(VM_HIST_BASE + 1)));
-        assert_eq!((slots[1].0.name.as_str(), slots[1].1), ("c", Some(VM_HIST_BASE)));
+        assert_eq!(
+            (slots[0].0.name.as_str(), slots[0].1),
+            ("b", Some(VM_HIST_BASE + 1))
+        );
+        assert_eq!(
+            (slots[1].0.name.as_str(), slots[1].1),
+            ("c", Some(VM_HIST_BASE))
+        );
         assert_eq!(t.inventory().vms.len(), 2);
     }
 }

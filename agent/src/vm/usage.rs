@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn cpu_time_is_counted_after_a_comm_with_spaces() {
-        let stat = "4242 (qemu system) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 150 0 0 20 0 5 0 100 0 0";
+        let stat =
+            "4242 (qemu system) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 150 0 0 20 0 5 0 100 0 0";
         assert_eq!(cpu_seconds(stat, 100.0), Some(4.0));
     }
 
@@ -94,14 +95,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("proc/7");
         std::fs::create_dir_all(&p).unwrap();
-        std::fs::write(p.join("stat"), "7 (qemu-system-x86) S 1 7 7 0 -1 0 0 0 0 0 100 100 0 0 20 0 3 0 1 0 0").unwrap();
+        std::fs::write(
+            p.join("stat"),
+            "7 (qemu-system-x86) S 1 7 7 0 -1 0 0 0 0 0 100 100 0 0 20 0 3 0 1 0 0",
+        )
+        .unwrap();
         std::fs::write(p.join("status"), "Name:\tqemu\nVmRSS:\t  2048 kB\n").unwrap();
-        std::fs::write(p.join("io"), "rchar: 9\nwchar: 9\nread_bytes: 4096\nwrite_bytes: 512\n").unwrap();
+        std::fs::write(
+            p.join("io"),
+            "rchar: 9\nwchar: 9\nread_bytes: 4096\nwrite_bytes: 512\n",
+        )
+        .unwrap();
         let s = dir.path().join("sys/class/net/tap0/statistics");
         std::fs::create_dir_all(&s).unwrap();
         std::fs::write(s.join("tx_bytes"), "1000\n").unwrap();
         std::fs::write(s.join("rx_bytes"), "300\n").unwrap();
-        let u = read(&dir.path().join("proc"), &dir.path().join("sys"), 7, &["tap0".into()]).unwrap();
+        let u = read(
+            &dir.path().join("proc"),
+            &dir.path().join("sys"),
+            7,
+            &["tap0".into()],
+        )
+        .unwrap();
         assert_eq!(u.resident_bytes, 2048 * 1024);
         assert_eq!((u.disk_read_bytes, u.disk_written_bytes), (4096, 512));
         assert_eq!(u.network, vec![("tap0".to_owned(), 1000, 300)]);
