@@ -9,6 +9,13 @@
 //! reaches its threads as SIGKILL (the kernel's group-exit fast path), so
 //! `signal:signal_generate` remembers the last default-fatal signal sent to
 //! each process, and a delivered SIGKILL is reported as that signal.
+//!
+//! Limits: a process whose last thread leaves through `exit` (not
+//! `exit_group`) has an unknown status; a fatal signal sent to one thread
+//! (tgkill) rather than the process shows as SIGKILL when the kernel's fast
+//! path turns it into one; on kernels without `sched_process_exit`'s
+//! `group_dead` (before 6.x) the thread-group leader's exit stands for the
+//! process's, which is early when the leader exits before its threads.
 
 /// Ring buffer carrying [`ProcessEvent`]s.
 pub const EVENTS_MAP: &str = "PROCESS_EVENTS";
@@ -18,11 +25,11 @@ pub const EVENTS_MAP: &str = "PROCESS_EVENTS";
 /// every event.
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 
-/// LRU hash map: tgid -> [`ExitInfo`], from the exit/signal tracepoints
-/// until the process's last thread exits.
+/// Hash map: tgid -> [`ExitInfo`], from the exit/signal tracepoints until
+/// the process's last thread exits.
 pub const EXIT_INFO_MAP: &str = "EXIT_INFO";
 
-/// LRU hash map: pid -> last default-fatal signal generated for it.
+/// Hash map: tgid -> last default-fatal signal sent to the process.
 pub const LAST_FATAL_SIGNAL_MAP: &str = "LAST_FATAL_SIGNAL";
 
 /// Processes between their deciding tracepoint and their exit at once.

@@ -127,11 +127,7 @@ impl Agent {
         if let (Some(ebpf), Some(feed)) = (&self.ebpf, &self.exits) {
             if let Some(ring) = ebpf.take_events() {
                 let (feed, bus) = (feed.clone(), self.bus.clone());
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = exits::run(ring, feed, bus).await {
-                        tracing::error!(error = %e, "reading process events stopped");
-                    }
-                }));
+                tasks.push(tokio::spawn(exits::run(ring, feed, bus)));
             }
             if c.cpu_stuck.enabled {
                 tasks.push(tokio::spawn(monitor::watch_stuck_cpus(

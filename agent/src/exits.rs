@@ -1,20 +1,20 @@
 //! Process exits and OOM kills from the kernel's ring buffer: decoded,
 //! counted, and handed on (to the service checks through [`ExitFeed`], and
-//! OOM kills to the event bus). The reader wakes on each event, so an exit
-//! reaches the service checks within milliseconds.
+//! OOM kills to the event bus).
+//!
+//! The programs queue events without waking the reader (a wakeup is a
+//! self-IPI costing ~14 µs per exit in a VM), so the reader polls the ring
+//! every [`RING_POLL_INTERVAL`]: reading the ring's positions is a memory
+//! read (it is mmap'd), no system call.
 
 use std::{
     collections::BTreeMap,
-    io,
     sync::{Arc, Mutex},
 };
 
 use agent_common::exit::{HOW_EXITED, HOW_SIGNALED, KIND_EXIT, KIND_OOM_VICTIM, ProcessEvent};
 use aya::maps::{MapData, RingBuf};
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    sync::broadcast,
-};
+use tokio::sync::broadcast;
 
 use crate::{
     clock,
@@ -23,6 +23,10 @@ use crate::{
 
 /// Exits a service check may fall behind by; past that it rescans /proc.
 const FEED_CAPACITY: usize = 8_192;
+
+/// How often the ring is read: an exit reaches the service checks within
+/// 20 ms (issue 4 asks for 100 ms), for 50 cheap wakeups a second.
+pub const RING_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Exit and OOM-kill counts, and the live feed of exits.
 #[derive(Debug)]
@@ -113,22 +117,18 @@ impl ExitFeed {
     }
 }
 
-/// Reads the ring buffer until the agent stops, waking on every event.
-pub async fn run(ring: RingBuf<MapData>, feed: Arc<ExitFeed>, bus: EventBus) -> io::Result<()> {
-    // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
-    // until it is dropped, which happens only with the AsyncFd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(io::Error::from)?;
+/// Reads the ring buffer every [`RING_POLL_INTERVAL`] until the agent stops.
+pub async fn run(mut ring: RingBuf<MapData>, feed: Arc<ExitFeed>, bus: EventBus) {
+    let mut ticks = tokio::time::interval(RING_POLL_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
+        ticks.tick().await;
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Some(event) => feed.record(&event, &bus),
                 None => tracing::warn!(len = item.len(), "short process event in the ring buffer"),
             }
         }
-        guard.clear_ready();
     }
 }
 

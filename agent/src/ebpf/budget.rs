@@ -27,10 +27,10 @@ pub struct BudgetConfig {
     pub programs: BTreeMap<String, u64>,
 }
 
-/// 2 µs per event: more than ten times what the heaviest program
-/// (sched_switch) costs when well behaved (<= 150 ns, issue 4's target), so
-/// only a program gone wrong reaches it.
-const DEFAULT_MAX_NS_PER_EVENT: u64 = 2_000;
+/// 5 µs per event: the hot programs cost ~150 ns; the rare ones (process
+/// exit, exec) run cache-cold and cost ~1 µs on a loaded EPYC guest; only a
+/// program gone wrong reaches five times that.
+const DEFAULT_MAX_NS_PER_EVENT: u64 = 5_000;
 /// A quarter of a core: sched_switch at 150 ns on a hypervisor switching a
 /// million times a second (spread over all its CPUs) stays below it.
 const DEFAULT_MAX_CPU_SHARE: f64 = 0.25;
@@ -139,13 +139,13 @@ mod tests {
         ];
         let after = [
             stats("sched_switch", 11_000, 1_100_000),  // 100 ns/event
-            stats("block_rq_issue", 1_000, 3_000_000), // 3000 ns/event
+            stats("block_rq_issue", 1_000, 6_000_000), // 6000 ns/event
         ];
         let over = b.over_budget(&before, &after, Duration::from_secs(5));
         assert_eq!(over.len(), 1);
         assert_eq!(over[0].0, "block_rq_issue");
         assert!(
-            over[0].1.contains("3000 ns per event over 1000 events"),
+            over[0].1.contains("6000 ns per event over 1000 events"),
             "{}",
             over[0].1
         );

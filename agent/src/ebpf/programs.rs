@@ -136,6 +136,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         fields: &[
             f("SIGNAL_GENERATE_SIG_OFFSET", "sig", &[4]),
             f("SIGNAL_GENERATE_PID_OFFSET", "pid", &[4]),
+            f("SIGNAL_GENERATE_GROUP_OFFSET", "group", &[4]),
             f("SIGNAL_GENERATE_RESULT_OFFSET", "result", &[4]),
         ],
         required: false,
