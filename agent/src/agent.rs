@@ -110,6 +110,12 @@ impl Agent {
         &self.bus
     }
 
+    /// Every process exit the kernel reports (None without eBPF); the
+    /// service checks subscribe to it, and so may a forwarder.
+    pub fn exit_feed(&self) -> Option<&Arc<ExitFeed>> {
+        self.exits.as_ref()
+    }
+
     /// The VMs found at the last inventory refresh.
     pub fn vm_inventory(&self) -> VmInventory {
         self.vms.inventory()

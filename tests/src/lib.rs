@@ -5,10 +5,12 @@
 //! * [`process`]: locating the built binaries and the [`process::AgentProcess`] handle.
 //! * [`http`]: a minimal HTTP/1.1 client for scrapes and API calls.
 //! * [`ebpf`]: whether this run must exercise eBPF (root in CI) or may skip.
+//! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
 
 pub mod ebpf;
 pub mod http;
+pub mod metrics;
 pub mod process;
