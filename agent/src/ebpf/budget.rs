@@ -24,6 +24,7 @@ pub struct BudgetConfig {
     /// interval, so a few cold first runs cannot detach it.
     pub min_runs: u64,
     /// Per-program `max_ns_per_event`, by program name.
+    #[serde(deserialize_with = "known_programs")]
     pub programs: BTreeMap<String, u64>,
 }
 
@@ -51,19 +52,28 @@ impl Default for BudgetConfig {
     }
 }
 
+/// The per-program table, with every name checked against the programs.
+fn known_programs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, u64>, D::Error> {
+    let programs = BTreeMap::<String, u64>::deserialize(d)?;
+    if let Some(unknown) = programs
+        .keys()
+        .find(|name| super::programs::spec(name).is_none())
+    {
+        let known: Vec<&str> = super::programs::PROGRAMS.iter().map(|p| p.name).collect();
+        return Err(serde::de::Error::custom(format!(
+            "unknown eBPF program `{unknown}`; the programs are {}",
+            known.join(", ")
+        )));
+    }
+    Ok(programs)
+}
+
 impl BudgetConfig {
     /// The interval between checks.
     pub fn interval(&self) -> Duration {
         Duration::from_secs_f64(self.check_interval_seconds.max(0.1))
-    }
-
-    /// Names in `programs` that are not programs of the agent.
-    pub fn unknown_programs(&self) -> Vec<&str> {
-        self.programs
-            .keys()
-            .map(String::as_str)
-            .filter(|name| super::programs::spec(name).is_none())
-            .collect()
     }
 
     /// Programs over budget between two snapshots `elapsed` apart, with the
@@ -182,6 +192,18 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(few.is_empty());
+    }
+
+    #[test]
+    fn program_names_are_checked_when_read() {
+        let ok: BudgetConfig = toml::from_str("[programs]\nsched_switch = 300\n").unwrap();
+        assert_eq!(ok.programs["sched_switch"], 300);
+        let err = toml::from_str::<BudgetConfig>("[programs]\nsched_swich = 300\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown eBPF program `sched_swich`; the programs are sched_wakeup"),
+            "{err}"
+        );
     }
 
     #[test]
