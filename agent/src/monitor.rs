@@ -4,7 +4,7 @@
 
 use std::{
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use crate::{
@@ -14,14 +14,23 @@ use crate::{
     stuck::{StuckChange, StuckDetector},
 };
 
-/// How often CPUs are checked: a stuck CPU is reported within a second of
-/// crossing the threshold, at the cost of one small map read.
-const STUCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest time between CPU checks: a stuck CPU is reported within a
+/// second of crossing the threshold, at the cost of one small map read.
+const STUCK_CHECK_MAX: Duration = Duration::from_secs(1);
+/// The shortest: no point in reading the map more often.
+const STUCK_CHECK_MIN: Duration = Duration::from_millis(50);
+
+/// Checks four times per threshold (a short threshold is seen in time),
+/// between the two bounds.
+fn stuck_check_interval(threshold_seconds: f64) -> Duration {
+    Duration::from_secs_f64(threshold_seconds.max(0.0) / 4.0)
+        .clamp(STUCK_CHECK_MIN, STUCK_CHECK_MAX)
+}
 
 /// Publishes CpuStuck / CpuRecovered events.
 pub async fn watch_stuck_cpus(ebpf: Arc<Ebpf>, threshold_seconds: f64, bus: EventBus) {
     let mut detector = StuckDetector::new(threshold_seconds);
-    let mut ticks = tokio::time::interval(STUCK_CHECK_INTERVAL);
+    let mut ticks = tokio::time::interval(stuck_check_interval(threshold_seconds));
     loop {
         ticks.tick().await;
         let records = match ebpf.cpu_busy() {
@@ -86,5 +95,17 @@ pub async fn enforce_budget(ebpf: Arc<Ebpf>, budget: BudgetConfig, bus: EventBus
         }
         before = after;
         then = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stuck_check_follows_the_threshold_within_bounds() {
+        assert_eq!(stuck_check_interval(20.0), STUCK_CHECK_MAX);
+        assert_eq!(stuck_check_interval(0.4), Duration::from_millis(100));
+        assert_eq!(stuck_check_interval(0.0), STUCK_CHECK_MIN);
     }
 }

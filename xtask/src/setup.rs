@@ -27,6 +27,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "prometheus-node-exporter",
         "node_exporter, the reference our procfs metrics are compared with",
     ),
+    (
+        "qemu-system-x86",
+        "real VMs for the VM inventory test (tests/tests/vm.rs; its iPXE ROM makes network traffic)",
+    ),
+    ("iproute2", "ip, to bring the test VMs' tap devices up"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
