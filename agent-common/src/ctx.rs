@@ -15,7 +15,7 @@
 const BASE: i16 = 0x7000;
 /// Distance between placeholders: a field read as several loads (an 8-byte
 /// array) keeps its loads within its own window.
-pub const STRIDE: i16 = 0x20;
+const STRIDE: i16 = 0x20;
 
 pub const SCHED_SWITCH_PREV_PID: i16 = BASE;
 pub const SCHED_SWITCH_PREV_STATE: i16 = BASE + STRIDE;

@@ -15,11 +15,6 @@ pub const MAX_REQUESTS: u32 = 16_384;
 /// (device, operation) pairs: 64 devices of 5 operations with room to spare.
 pub const MAX_DISK_KEYS: u32 = 1_024;
 
-/// Bytes of `rwbs` the programs read: `RWBS_LEN` in the kernel was 8 up to
-/// 6.7 and is 10 since; the flag letters the operation comes from are
-/// always in the first two bytes.
-pub const RWBS_READ: usize = 8;
-
 /// One request in flight: the tracepoints' `dev` and `sector`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -127,3 +127,11 @@ fn add(index: u32, ns: u64) {
         unsafe { (*hist).record(ns) };
     }
 }
+
+/// Does nothing: attached only for benchmarks (`[ebpf] attach_noop_baseline`)
+/// to measure what any program on sched_switch costs (the tracepoint's
+/// dispatch and the kernel's statistics), beside the real one.
+#[tracepoint]
+pub fn sched_switch_noop(_ctx: TracePointContext) -> u32 {
+    0
+}

@@ -228,7 +228,7 @@ fn load_ebpf(config: &Config) -> Result<Ebpf, EbpfError> {
     if !config.ebpf.enabled {
         return Err(EbpfError::Disabled);
     }
-    Ebpf::load(&config.paths.tracefs)
+    Ebpf::load_with(&config.paths.tracefs, config.ebpf.attach_noop_baseline)
 }
 
 /// Runs the agent until `shutdown` completes; then stops serving, detaches

@@ -103,6 +103,9 @@ pub struct EbpfConfig {
     pub enabled: bool,
     /// The cost a program may have before it is detached.
     pub budget: BudgetConfig,
+    /// Also attach a program that does nothing to sched_switch, so the cost
+    /// figures can be read against the tracepoint's own (benchmarks only).
+    pub attach_noop_baseline: bool,
 }
 
 impl Default for EbpfConfig {
@@ -110,6 +113,7 @@ impl Default for EbpfConfig {
         Self {
             enabled: true,
             budget: BudgetConfig::default(),
+            attach_noop_baseline: false,
         }
     }
 }

@@ -119,6 +119,12 @@ pub struct Ebpf {
 impl Ebpf {
     /// Loads and attaches every program this kernel supports.
     pub fn load(tracefs_root: &Path) -> Result<Self, EbpfError> {
+        Self::load_with(tracefs_root, false)
+    }
+
+    /// [`Ebpf::load`], attaching the no-op baseline program too when
+    /// `noop_baseline` (benchmarks).
+    pub fn load_with(tracefs_root: &Path, noop_baseline: bool) -> Result<Self, EbpfError> {
         let uid = nix::unistd::geteuid().as_raw();
         if uid != 0 {
             return Err(EbpfError::NotPrivileged { uid });
@@ -144,7 +150,7 @@ impl Ebpf {
         let mut object = loader.load(patched.bytes())?;
 
         let mut slots = Vec::with_capacity(PROGRAMS.len());
-        for spec in PROGRAMS {
+        for spec in PROGRAMS.iter().filter(|p| noop_baseline || !p.baseline) {
             let (status, link) = match offsets.unavailable(spec.name) {
                 Some(e) => (ProgramStatus::Unavailable(e.to_string()), None),
                 None => {

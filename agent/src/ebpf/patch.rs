@@ -101,7 +101,7 @@ pub fn apply(object: &[u8], patches: &[FieldPatch]) -> Result<AlignedObject, Pat
                 }) {
                     let new = p.offset + (off - p.placeholder) as u32;
                     let width = load_width(opcode);
-                    if new % width != 0 || new > i16::MAX as u32 {
+                    if !new.is_multiple_of(width) || new > i16::MAX as u32 {
                         return Err(PatchError::Misaligned {
                             program: p.program,
                             field: p.field,

@@ -42,6 +42,8 @@ pub struct ProgramSpec {
     pub fields: &'static [FieldSpec],
     /// Without it the agent has no eBPF at all (busy time needs it).
     pub required: bool,
+    /// Attached only when asked for (`[ebpf] attach_noop_baseline`).
+    pub baseline: bool,
 }
 
 const fn f(global: &'static str, field: &'static str, sizes: &'static [u32]) -> FieldSpec {
@@ -81,6 +83,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         tracepoint: "sched_wakeup",
         fields: &[load(ctx::SCHED_WAKEUP_PID, "pid", &[4])],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "sched_wakeup_new",
@@ -88,6 +91,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         tracepoint: "sched_wakeup_new",
         fields: &[load(ctx::SCHED_WAKEUP_NEW_PID, "pid", &[4])],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "sched_switch",
@@ -99,6 +103,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             load(ctx::SCHED_SWITCH_NEXT_PID, "next_pid", &[4]),
         ],
         required: true,
+        baseline: false,
     },
     ProgramSpec {
         name: "block_rq_issue",
@@ -109,6 +114,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             load(ctx::BLOCK_RQ_ISSUE_SECTOR, "sector", &[8]),
         ],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "block_rq_complete",
@@ -121,6 +127,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             load(ctx::BLOCK_RQ_COMPLETE_RWBS, "rwbs", &[8, 10]),
         ],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "sys_enter_exit_group",
@@ -128,6 +135,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         tracepoint: "sys_enter_exit_group",
         fields: &[f("EXIT_GROUP_ERROR_CODE_OFFSET", "error_code", &[8])],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "signal_generate",
@@ -140,6 +148,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             f("SIGNAL_GENERATE_RESULT_OFFSET", "result", &[4]),
         ],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "signal_deliver",
@@ -150,6 +159,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             f("SIGNAL_DELIVER_SA_HANDLER_OFFSET", "sa_handler", &[8]),
         ],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "sched_process_exec",
@@ -157,6 +167,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         tracepoint: "sched_process_exec",
         fields: &[],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "sched_process_exit",
@@ -168,6 +179,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             optional("SCHED_PROCESS_EXIT_GROUP_DEAD_OFFSET", "group_dead", &[1]),
         ],
         required: false,
+        baseline: false,
     },
     ProgramSpec {
         name: "mark_victim",
@@ -179,6 +191,15 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             optional("MARK_VICTIM_COMM_OFFSET", "comm", &[4]),
         ],
         required: false,
+        baseline: false,
+    },
+    ProgramSpec {
+        name: "sched_switch_noop",
+        category: "sched",
+        tracepoint: "sched_switch",
+        fields: &[],
+        required: false,
+        baseline: true,
     },
 ];
 

@@ -73,18 +73,6 @@ pub struct VmInventory {
     pub vms: Vec<Vm>,
 }
 
-impl VmInventory {
-    /// Total vCPUs of all VMs.
-    pub fn vcpus(&self) -> u64 {
-        self.vms.iter().map(|v| u64::from(v.vcpus)).sum()
-    }
-
-    /// Total memory given to all VMs, bytes.
-    pub fn memory_bytes(&self) -> u64 {
-        self.vms.iter().map(|v| v.memory_bytes).sum()
-    }
-}
-
 /// Which source to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

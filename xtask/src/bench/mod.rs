@@ -2,8 +2,10 @@
 //! runs, ratios measured in one run), never pass/fail thresholds.
 //!
 //! * [`agent`]: the agent's steady-state RSS and CPU time per scrape.
+//! * [`ebpf`]: the kernel programs' cost per event and the agent's CPU share.
 
 mod agent;
+mod ebpf;
 
 use clap::Subcommand;
 
@@ -16,10 +18,21 @@ pub enum Bench {
         #[arg(long, default_value_t = 300)]
         scrapes: usize,
     },
+    /// Each eBPF program's cost per event (kernel BPF statistics) under a
+    /// context-switch-heavy load, and the agent's CPU share at 1 s scrapes.
+    Ebpf {
+        /// Rounds with and without the agent; medians are printed.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
     match which {
         Bench::Agent { scrapes } => agent::run(scrapes),
+        Bench::Ebpf { rounds, seconds } => ebpf::run(rounds, seconds),
     }
 }
