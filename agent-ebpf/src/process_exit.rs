@@ -154,14 +154,20 @@ fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), ()> {
 
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
-    // exec kills the other threads with SIGKILL (de_thread) but the process
-    // lives on: forget what that looked like.
-    forget(current_tgid());
+    // exec kills the other threads with SIGKILL (de_thread), which their
+    // signal_deliver took for the process's end; the process lives on.
+    // The last fatal signal stays: it came for the process (a group
+    // signal), and one that arrived during the exec still kills the new
+    // image.
+    let tgid = current_tgid();
+    if EXIT_INFO.get_ptr(tgid).is_some() {
+        let _ = EXIT_INFO.remove(tgid);
+    }
     0
 }
 
-/// Drops what is known about process `tgid`; a lookup first, since most
-/// processes have nothing and a delete costs more than a lookup.
+/// Drops what is known about process `tgid` once it is gone; a lookup
+/// first, since most processes have nothing and a delete costs more.
 #[inline(always)]
 fn forget(tgid: u32) {
     if EXIT_INFO.get_ptr(tgid).is_some() {
