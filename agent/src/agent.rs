@@ -3,12 +3,18 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
+use tokio::task::JoinHandle;
+
 use crate::{
-    collectors::Registry,
+    collectors::{ProcessExitsCollector, Registry, ServicesCollector, VmCollector},
     config::Config,
     ebpf::{Ebpf, EbpfError},
+    events::EventBus,
+    exits::{self, ExitFeed},
     metrics::{Family, Kind},
-    server,
+    monitor, server,
+    services::{self, ServiceStates},
+    vm::{self, VmInventory, tracker::VmTracker},
 };
 
 /// Errors that stop the agent.
@@ -23,10 +29,27 @@ pub enum AgentError {
     Serve(std::io::Error),
 }
 
-/// Everything a scrape needs.
+/// Everything a scrape needs, and the state the background tasks share.
 pub struct Agent {
     registry: Registry,
     ebpf: Option<Arc<Ebpf>>,
+    config: Config,
+    bus: EventBus,
+    exits: Option<Arc<ExitFeed>>,
+    vms: Arc<VmTracker>,
+    services: Arc<ServiceStates>,
+}
+
+/// The agent's background tasks (exit events, stuck CPUs, eBPF budget, VM
+/// inventory, service checks); aborted when dropped.
+pub struct BackgroundTasks(Vec<JoinHandle<()>>);
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl Agent {
@@ -47,12 +70,101 @@ impl Agent {
                 None
             }
         };
-        let registry = Registry::new(config, ebpf.clone());
+        let mut registry = Registry::new(config, ebpf.clone());
+        let c = &config.collectors;
+        let exits = ebpf.as_ref().map(|_| ExitFeed::new());
+        if let (true, Some(feed)) = (c.process_exits.enabled, &exits) {
+            registry.push(Box::new(ProcessExitsCollector::new(feed.clone())));
+        }
+        let vms = Arc::new(VmTracker::new(ebpf.clone()));
+        if c.vm.enabled {
+            registry.push(Box::new(VmCollector::new(
+                vms.clone(),
+                ebpf.clone(),
+                config.paths.procfs.clone(),
+                config.paths.sysfs.clone(),
+            )));
+        }
+        let services = Arc::new(ServiceStates::default());
+        if !config.services.0.is_empty() {
+            registry.push(Box::new(ServicesCollector::new(services.clone())));
+        }
         tracing::info!(
             collectors = registry.names().collect::<Vec<_>>().join(","),
             "collectors enabled"
         );
-        Self { registry, ebpf }
+        Self {
+            registry,
+            ebpf,
+            config: config.clone(),
+            bus: EventBus::new(),
+            exits,
+            vms,
+            services,
+        }
+    }
+
+    /// The event bus: service changes, OOM kills, stuck CPUs, detached
+    /// programs. Subscribe before [`Agent::start`] to see every event.
+    pub fn events(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// Every process exit the kernel reports (None without eBPF); the
+    /// service checks subscribe to it, and so may a forwarder.
+    pub fn exit_feed(&self) -> Option<&Arc<ExitFeed>> {
+        self.exits.as_ref()
+    }
+
+    /// The VMs found at the last inventory refresh.
+    pub fn vm_inventory(&self) -> VmInventory {
+        self.vms.inventory()
+    }
+
+    /// The loaded kernel programs, when eBPF runs.
+    pub fn ebpf(&self) -> Option<&Arc<Ebpf>> {
+        self.ebpf.as_ref()
+    }
+
+    /// Starts the background tasks on the current tokio runtime.
+    pub fn start(&self) -> BackgroundTasks {
+        let mut tasks = Vec::new();
+        let c = &self.config.collectors;
+        if let (Some(ebpf), Some(feed)) = (&self.ebpf, &self.exits) {
+            if let Some(ring) = ebpf.take_events() {
+                let (feed, bus) = (feed.clone(), self.bus.clone());
+                tasks.push(tokio::spawn(exits::run(ring, feed, bus)));
+            }
+            if c.cpu_stuck.enabled {
+                tasks.push(tokio::spawn(monitor::watch_stuck_cpus(
+                    ebpf.clone(),
+                    c.cpu_stuck.threshold_seconds,
+                    self.bus.clone(),
+                )));
+            }
+            if ebpf.stats_enabled() {
+                tasks.push(tokio::spawn(monitor::enforce_budget(
+                    ebpf.clone(),
+                    self.config.ebpf.budget.clone(),
+                    self.bus.clone(),
+                )));
+            }
+        }
+        if c.vm.enabled {
+            tasks.push(tokio::spawn(refresh_vms(
+                c.vm.clone(),
+                self.config.paths.procfs.clone(),
+                self.vms.clone(),
+            )));
+        }
+        tasks.extend(services::spawn(
+            &self.config.services.0,
+            &self.services,
+            &self.bus,
+            self.exits.clone(),
+            self.config.paths.procfs.clone(),
+        ));
+        BackgroundTasks(tasks)
     }
 
     /// Whether the kernel programs are loaded.
@@ -88,11 +200,35 @@ impl Agent {
     }
 }
 
+/// Takes the VM inventory now and every `refresh_seconds`.
+async fn refresh_vms(config: vm::VmConfig, procfs: std::path::PathBuf, tracker: Arc<VmTracker>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs_f64(
+        config.refresh_seconds.max(0.1),
+    ));
+    let mut last_error = String::new();
+    loop {
+        ticks.tick().await;
+        match vm::discover(&config, &procfs).await {
+            Ok(inventory) => {
+                last_error.clear();
+                tracker.update(inventory);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if message != last_error {
+                    tracing::warn!(error = %message, "VM inventory failed; keeping the last one");
+                    last_error = message;
+                }
+            }
+        }
+    }
+}
+
 fn load_ebpf(config: &Config) -> Result<Ebpf, EbpfError> {
     if !config.ebpf.enabled {
         return Err(EbpfError::Disabled);
     }
-    Ebpf::load(&config.paths.tracefs)
+    Ebpf::load_with(&config.paths.tracefs, config.ebpf.attach_noop_baseline)
 }
 
 /// Runs the agent until `shutdown` completes; then stops serving, detaches
@@ -102,6 +238,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let agent = Arc::new(Agent::new(&config));
+    let tasks = agent.start();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| AgentError::Listen {
@@ -114,6 +251,7 @@ pub async fn run(
         .await
         .map_err(AgentError::Serve)?;
     tracing::info!("stopped serving; detaching eBPF programs");
+    drop(tasks);
     drop(agent);
     Ok(())
 }

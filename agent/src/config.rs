@@ -10,6 +10,10 @@ use std::{
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
+use crate::{
+    ebpf::budget::BudgetConfig, services::config::Services, stuck::StuckConfig, vm::VmConfig,
+};
+
 /// The embedded default configuration (agent/default.toml).
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 
@@ -48,6 +52,8 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// Storage backends the `storage` collector inventories.
     pub storage: StorageConfig,
+    /// Watched services (`[[services]]`), each with one check.
+    pub services: Services,
 }
 
 /// Where the storage inventory looks: LVM volume groups, directory pools
@@ -119,11 +125,20 @@ impl Default for PathsConfig {
 pub struct EbpfConfig {
     /// Load the eBPF programs at start.
     pub enabled: bool,
+    /// The cost a program may have before it is detached.
+    pub budget: BudgetConfig,
+    /// Also attach a program that does nothing to sched_switch, so the cost
+    /// figures can be read against the tracepoint's own (benchmarks only).
+    pub attach_noop_baseline: bool,
 }
 
 impl Default for EbpfConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            budget: BudgetConfig::default(),
+            attach_noop_baseline: false,
+        }
     }
 }
 
@@ -227,6 +242,18 @@ pub struct CollectorsConfig {
     pub cpu_busy: Toggle,
     /// Storage devices and LUNs of the `[storage]` backends.
     pub storage: Toggle,
+    /// eBPF run-queue latency histogram.
+    pub runqueue: Toggle,
+    /// eBPF disk IO latency histograms by device and operation.
+    pub disk_latency: DeviceCollector,
+    /// eBPF process exit and OOM kill counts.
+    pub process_exits: Toggle,
+    /// eBPF time since each CPU's last context switch, and stuck-CPU events.
+    pub cpu_stuck: StuckConfig,
+    /// eBPF programs' own run counts and run time.
+    pub ebpf_cost: Toggle,
+    /// The VMs on this host: inventory and usage.
+    pub vm: VmConfig,
 }
 
 impl Default for CollectorsConfig {
@@ -248,6 +275,12 @@ impl Default for CollectorsConfig {
             schedstat: Toggle::default(),
             cpu_busy: Toggle::default(),
             storage: Toggle::default(),
+            runqueue: Toggle::default(),
+            disk_latency: DeviceCollector::default(),
+            process_exits: Toggle::default(),
+            cpu_stuck: StuckConfig::default(),
+            ebpf_cost: Toggle::default(),
+            vm: VmConfig::default(),
         }
     }
 }
@@ -269,6 +302,12 @@ impl CollectorsConfig {
             "schedstat" => &mut self.schedstat.enabled,
             "cpu_busy" => &mut self.cpu_busy.enabled,
             "storage" => &mut self.storage.enabled,
+            "runqueue" => &mut self.runqueue.enabled,
+            "disk_latency" => &mut self.disk_latency.enabled,
+            "process_exits" => &mut self.process_exits.enabled,
+            "cpu_stuck" => &mut self.cpu_stuck.enabled,
+            "ebpf_cost" => &mut self.ebpf_cost.enabled,
+            "vm" => &mut self.vm.enabled,
             _ => return None,
         })
     }

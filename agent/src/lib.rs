@@ -10,15 +10,29 @@
 //!   devices), the `storage` collector and the streamable inventory.
 //! * [`exposition`]: Prometheus text and OpenMetrics encoding.
 //! * [`server`]: the HTTP endpoint (/metrics, /healthz, /).
+//! * [`events`]: the event bus (service changes, OOM kills, stuck CPUs, ...).
+//! * [`exits`]: process exits and OOM kills from the kernel's ring buffer.
+//! * [`stuck`]: stuck-CPU detection from the per-CPU switch stamps.
+//! * [`monitor`]: the periodic kernel checks (stuck CPUs, eBPF budget).
+//! * [`vm`]: the VMs on this host: inventory, slots, usage.
+//! * [`services`]: the `[[services]]` checks.
+//! * [`clock`]: kernel timestamps to wall-clock time.
 //! * [`agent`]: ties them together and runs until shutdown.
 
 pub mod agent;
+pub mod clock;
 pub mod collectors;
 pub mod config;
 pub mod ebpf;
+pub mod events;
+pub mod exits;
 pub mod exposition;
 pub mod metrics;
+pub mod monitor;
 pub mod server;
+pub mod services;
 pub mod storage;
+pub mod stuck;
+pub mod vm;
 
 pub use agent::{Agent, run};

@@ -7,6 +7,7 @@
 //! * [`ebpf`]: whether this run must exercise eBPF (root in CI) or may skip.
 //! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
 //! * [`lvm`]: a throwaway LVM volume group on loop devices.
+//! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
@@ -14,5 +15,6 @@
 pub mod ebpf;
 pub mod http;
 pub mod lvm;
+pub mod metrics;
 pub mod process;
 pub mod root;

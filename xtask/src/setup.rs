@@ -31,6 +31,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "lvm2",
         "pvs/lvs/pvmove for the storage inventory and LUN mover tests on loop devices",
     ),
+    (
+        "qemu-system-x86",
+        "real VMs for the VM inventory test (tests/tests/vm.rs; its iPXE ROM makes network traffic)",
+    ),
+    ("iproute2", "ip, to bring the test VMs' tap devices up"),
 ];
 
 pub fn run() -> anyhow::Result<()> {

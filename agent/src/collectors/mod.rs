@@ -21,13 +21,25 @@ use crate::{
 
 mod cpu;
 mod cpu_busy;
+mod cpu_stuck;
+mod disk_latency;
 pub(crate) mod diskstats;
+mod ebpf_cost;
+mod histogram;
 mod loadavg;
 mod meminfo;
 mod netdev;
 mod pressure;
+mod process_exits;
+mod runqueue;
 mod schedstat;
+mod services;
 mod stat;
+mod vm;
+
+pub use self::{
+    process_exits::ProcessExitsCollector, services::ServicesCollector, vm::VmCollector,
+};
 
 /// What went wrong in one collection.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +88,30 @@ pub const COLLECTORS: &[(&str, &str)] = &[
     (
         "storage",
         "storage devices and LUNs of the [storage] backends (LVM, directory pools, block)",
+    ),
+    (
+        "runqueue",
+        "run-queue latency histogram measured by eBPF (sched_wakeup, sched_switch)",
+    ),
+    (
+        "disk_latency",
+        "disk IO latency histograms by device and operation, by eBPF (block_rq_*)",
+    ),
+    (
+        "process_exits",
+        "process exits by outcome and OOM kills, by eBPF (sched_process_exit, oom)",
+    ),
+    (
+        "cpu_stuck",
+        "time since each CPU's last context switch, and stuck-CPU events (eBPF)",
+    ),
+    (
+        "ebpf_cost",
+        "run count and run time of each of the agent's eBPF programs",
+    ),
+    (
+        "vm",
+        "the VMs on this host (libvirt or qemu in /proc): inventory, CPU, memory, disk, network",
     ),
 ];
 
@@ -145,10 +181,34 @@ impl Registry {
                 config.paths.sysfs.clone(),
             )));
         }
-        if let (true, Some(ebpf)) = (c.cpu_busy.enabled, ebpf) {
-            collectors.push(Box::new(cpu_busy::CpuBusyCollector::new(ebpf)));
+        if let (true, Some(ebpf)) = (c.cpu_busy.enabled, &ebpf) {
+            collectors.push(Box::new(cpu_busy::CpuBusyCollector::new(ebpf.clone())));
+        }
+        if let Some(ebpf) = &ebpf {
+            if c.runqueue.enabled {
+                collectors.push(Box::new(runqueue::RunqueueCollector::new(ebpf.clone())));
+            }
+            if c.disk_latency.enabled {
+                collectors.push(Box::new(disk_latency::DiskLatencyCollector::new(
+                    ebpf.clone(),
+                    config.paths.sysfs.clone(),
+                    c.disk_latency.clone(),
+                )));
+            }
+            if c.cpu_stuck.enabled {
+                collectors.push(Box::new(cpu_stuck::CpuStuckCollector::new(ebpf.clone())));
+            }
+            if c.ebpf_cost.enabled {
+                collectors.push(Box::new(ebpf_cost::EbpfCostCollector::new(ebpf.clone())));
+            }
         }
         Self { collectors }
+    }
+
+    /// Adds a collector that needs state the registry does not build (the
+    /// exit feed, the VM tracker, the service states).
+    pub fn push(&mut self, collector: Box<dyn Collector>) {
+        self.collectors.push(collector);
     }
 
     /// Names of the collectors that run.

@@ -96,6 +96,25 @@ impl Format {
         Ok(field)
     }
 
+    /// The field called `name`, checked to be one of `sizes` bytes wide.
+    pub fn field_in(&self, name: &str, sizes: &[u32]) -> Result<Field, TracefsError> {
+        let field = self
+            .field_any(name)
+            .ok_or_else(|| TracefsError::MissingField {
+                path: self.path.clone(),
+                field: name.to_owned(),
+            })?;
+        if !sizes.contains(&field.size) {
+            return Err(TracefsError::FieldSize {
+                path: self.path.clone(),
+                field: name.to_owned(),
+                size: field.size,
+                expected: sizes[0],
+            });
+        }
+        Ok(field)
+    }
+
     /// The field called `name`, whatever its width.
     pub fn field_any(&self, name: &str) -> Option<Field> {
         self.fields.get(name).copied()

@@ -3,8 +3,10 @@
 //!
 //! * [`agent`]: the agent's steady-state RSS and CPU time per scrape.
 //! * [`rebalancer`]: LUN plan time and quality beside a Watcher-style baseline.
+//! * [`ebpf`]: the kernel programs' cost per event and the agent's CPU share.
 
 mod agent;
+mod ebpf;
 mod rebalancer;
 
 use clap::Subcommand;
@@ -22,11 +24,22 @@ pub enum Bench {
     /// LUNs): plan time, spread and bytes moved beside a smallest-LUN-first
     /// baseline measured in the same run.
     Rebalancer,
+    /// Each eBPF program's cost per event (kernel BPF statistics) under a
+    /// context-switch-heavy load, and the agent's CPU share at 1 s scrapes.
+    Ebpf {
+        /// Rounds with and without the agent; medians are printed.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
     match which {
         Bench::Agent { scrapes } => agent::run(scrapes),
         Bench::Rebalancer => rebalancer::run(),
+        Bench::Ebpf { rounds, seconds } => ebpf::run(rounds, seconds),
     }
 }
