@@ -67,14 +67,16 @@ pub fn run(command: NotifyCommand) -> ExitCode {
         }
     };
     match command {
-        NotifyCommand::Test { channel, config } => match runtime.block_on(test(&channel, &config)) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(3),
-            Err(e) => {
-                eprintln!("hyperwatch notify test: {e:#}");
-                ExitCode::from(1)
+        NotifyCommand::Test { channel, config } => {
+            match runtime.block_on(test(&channel, &config)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(3),
+                Err(e) => {
+                    eprintln!("hyperwatch notify test: {e:#}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         NotifyCommand::Drill {
             config,
             store,

@@ -42,7 +42,10 @@ pub struct BatchConfig {
     pub args: Vec<String>,
     /// Bound on one run; at the timeout the script's whole process group is
     /// killed (SIGKILL) and the attempt is retried.
-    #[serde(default = "default_timeout", deserialize_with = "super::config::duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "super::config::duration"
+    )]
     pub timeout: Duration,
     /// Bound on the captured stdout and on the captured stderr, in bytes.
     #[serde(default = "default_output_limit")]
@@ -113,8 +116,14 @@ impl Batch {
                 humantime::format_rfc3339_seconds(n.fired_at).to_string(),
             ),
             ("HYPERWATCH_IDEMPOTENCY_KEY".to_owned(), message.key.clone()),
-            ("HYPERWATCH_TEST".to_owned(), u8::from(message.test).to_string()),
-            ("HYPERWATCH_MORE".to_owned(), message.others.len().to_string()),
+            (
+                "HYPERWATCH_TEST".to_owned(),
+                u8::from(message.test).to_string(),
+            ),
+            (
+                "HYPERWATCH_MORE".to_owned(),
+                message.others.len().to_string(),
+            ),
             ("HYPERWATCH_SUBJECT".to_owned(), render(Part::Subject)?),
             ("HYPERWATCH_BODY".to_owned(), render(Part::Body)?),
         ];
@@ -139,9 +148,9 @@ impl Batch {
         if let Some(dir) = &self.config.working_dir {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            SendError::Permanent(format!("cannot run {}: {e}", command.display()))
-        })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| SendError::Permanent(format!("cannot run {}: {e}", command.display())))?;
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
 
         let stdin_json = serde_json::to_vec_pretty(&message.to_json()).unwrap_or_default();
@@ -245,7 +254,10 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>, limit: usize) -> String
     }
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if total > kept.len() {
-        text.push_str(&format!("\n[... {} more bytes not kept]", total - kept.len()));
+        text.push_str(&format!(
+            "\n[... {} more bytes not kept]",
+            total - kept.len()
+        ));
     }
     text
 }

@@ -136,7 +136,9 @@ impl<'a> Reader<'a> {
             if n == 0 || n > 4 || rest.len() < n {
                 return self.fail("a definite length of at most 4 octets");
             }
-            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             rest = &rest[n..];
             header += n;
             len
@@ -196,7 +198,10 @@ mod tests {
         assert_eq!(integer(128), [0x02, 0x02, 0x00, 0x80]);
         assert_eq!(integer(-1), [0x02, 0x01, 0xFF]);
         assert_eq!(integer(-129), [0x02, 0x02, 0xFF, 0x7F]);
-        assert_eq!(unsigned(GAUGE32, u32::MAX), [0x42, 0x05, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            unsigned(GAUGE32, u32::MAX),
+            [0x42, 0x05, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
     }
 
     #[test]
@@ -222,7 +227,11 @@ mod tests {
     fn reads_back_what_it_writes() {
         let packet = constructed(
             SEQUENCE,
-            &[integer(1), octet_string(b"public"), constructed(RESPONSE_PDU, &[integer(-5)])],
+            &[
+                integer(1),
+                octet_string(b"public"),
+                constructed(RESPONSE_PDU, &[integer(-5)]),
+            ],
         );
         let mut outer = Reader::new(&packet);
         let mut seq = outer.expect(SEQUENCE, "a message").unwrap();

@@ -105,9 +105,10 @@ impl Channel for Console {
             let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
             let terminal_line = format!("{stamp} hyperwatch {line} [{}]\n", message.key);
             let tty = self.tty.clone();
-            let written = tokio::task::spawn_blocking(move || write_terminal(tty.as_deref(), &terminal_line))
-                .await
-                .map_err(|e| SendError::Transient(format!("console writer failed: {e}")))??;
+            let written =
+                tokio::task::spawn_blocking(move || write_terminal(tty.as_deref(), &terminal_line))
+                    .await
+                    .map_err(|e| SendError::Transient(format!("console writer failed: {e}")))??;
             let syslog = match &self.syslog {
                 None => "syslog off".to_owned(),
                 Some(socket) => {
@@ -192,7 +193,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("log");
         let listener = UnixDatagram::bind(&socket).unwrap();
-        listener.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        listener
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let tty = dir.path().join("terminal");
         std::fs::write(&tty, "").unwrap();
         let config = ConsoleConfig {
@@ -201,7 +204,10 @@ mod tests {
             ..Default::default()
         };
         let console = Console::build("console", &config, &TemplateSettings::default()).unwrap();
-        let receipt = console.send(&Message::single(sample("inc-9"), "")).await.unwrap();
+        let receipt = console
+            .send(&Message::single(sample("inc-9"), ""))
+            .await
+            .unwrap();
         assert!(receipt.answer.contains("syslog"), "{receipt:?}");
 
         let mut buf = [0u8; 2048];
@@ -209,7 +215,10 @@ mod tests {
         let datagram = String::from_utf8_lossy(&buf[..n]);
         // daemon (3) * 8 + crit (2) = 26
         assert!(datagram.starts_with("<26>hyperwatch["), "{datagram}");
-        assert!(datagram.contains("[PROBLEM] critical host hv-12"), "{datagram}");
+        assert!(
+            datagram.contains("[PROBLEM] critical host hv-12"),
+            "{datagram}"
+        );
         let written = std::fs::read_to_string(&tty).unwrap();
         assert!(written.contains("[inc-9:L1:problem]"), "{written}");
     }
@@ -225,7 +234,10 @@ mod tests {
             ..Default::default()
         };
         let console = Console::build("console", &config, &TemplateSettings::default()).unwrap();
-        let receipt = console.send(&Message::single(sample("inc-9"), "")).await.unwrap();
+        let receipt = console
+            .send(&Message::single(sample("inc-9"), ""))
+            .await
+            .unwrap();
         assert!(receipt.answer.contains("syslog skipped"), "{receipt:?}");
     }
 }

@@ -106,10 +106,15 @@ pub struct Email {
 
 impl Email {
     /// Builds the channel from its configuration.
-    pub fn build(name: &str, config: &EmailConfig, templates: &TemplateSettings) -> Result<Self, BuildError> {
+    pub fn build(
+        name: &str,
+        config: &EmailConfig,
+        templates: &TemplateSettings,
+    ) -> Result<Self, BuildError> {
         let mailbox = |s: &str, field: &str| {
-            s.parse::<lettre::message::Mailbox>()
-                .map_err(|e| BuildError::invalid(name, format!("{field} {s:?} is not an email address: {e}")))
+            s.parse::<lettre::message::Mailbox>().map_err(|e| {
+                BuildError::invalid(name, format!("{field} {s:?} is not an email address: {e}"))
+            })
         };
         if config.to.is_empty() {
             return Err(BuildError::invalid(name, "`to` lists no recipient"));
@@ -119,7 +124,11 @@ impl Email {
         }
         Ok(Self {
             from: mailbox(&config.from, "from")?,
-            to: config.to.iter().map(|t| mailbox(t, "to")).collect::<Result<_, _>>()?,
+            to: config
+                .to
+                .iter()
+                .map(|t| mailbox(t, "to"))
+                .collect::<Result<_, _>>()?,
             relays: config
                 .relays
                 .iter()
@@ -139,7 +148,10 @@ impl Email {
         let mut builder = Mail::builder()
             .from(self.from.clone())
             .subject(render(Part::Subject)?)
-            .message_id(Some(format!("<{}@{domain}>", message_id_part(&message.key))))
+            .message_id(Some(format!(
+                "<{}@{domain}>",
+                message_id_part(&message.key)
+            )))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str(IDEMPOTENCY_HEADER),
                 message.key.clone(),
@@ -152,7 +164,10 @@ impl Email {
             builder = builder.to(to.clone());
         }
         builder
-            .multipart(MultiPart::alternative_plain_html(render(Part::Body)?, render(Part::Html)?))
+            .multipart(MultiPart::alternative_plain_html(
+                render(Part::Body)?,
+                render(Part::Html)?,
+            ))
             .map_err(|e| SendError::Permanent(format!("composing the message: {e}")))
     }
 
@@ -197,7 +212,11 @@ impl Channel for Email {
     }
 }
 
-fn relay(channel: &str, r: &RelayConfig, timeout: std::time::Duration) -> Result<Relay, BuildError> {
+fn relay(
+    channel: &str,
+    r: &RelayConfig,
+    timeout: std::time::Duration,
+) -> Result<Relay, BuildError> {
     let invalid = |m: String| BuildError::invalid(channel, format!("relay {}: {m}", r.host));
     let tls_parameters = || {
         let mut builder = TlsParameters::builder(r.host.clone());
@@ -237,7 +256,11 @@ fn relay(channel: &str, r: &RelayConfig, timeout: std::time::Duration) -> Result
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         (None, None) => {}
-        _ => return Err(invalid("give both username and password, or neither".to_owned())),
+        _ => {
+            return Err(invalid(
+                "give both username and password, or neither".to_owned(),
+            ));
+        }
     }
     Ok(Relay {
         label: format!("{}:{port}", r.host),
@@ -256,7 +279,13 @@ fn is_loopback(host: &str) -> bool {
 /// The idempotency key as the left part of a Message-ID (dot-atom text).
 fn message_id_part(key: &str) -> String {
     key.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '.' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '.'
+            }
+        })
         .collect()
 }
 

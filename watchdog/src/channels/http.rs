@@ -13,7 +13,11 @@ use super::{BuildError, Receipt, SendError, config::Secret};
 const ANSWER_EXCERPT: usize = 300;
 
 /// An HTTP client with a per-request timeout and an optional extra CA (PEM).
-pub fn client(channel: &str, timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Client, BuildError> {
+pub fn client(
+    channel: &str,
+    timeout: Duration,
+    ca_file: Option<&Path>,
+) -> Result<reqwest::Client, BuildError> {
     // reqwest is built without a default crypto provider; ring is the one
     // the whole watchdog uses (lettre too). A second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -25,7 +29,10 @@ pub fn client(channel: &str, timeout: Duration, ca_file: Option<&Path>) -> Resul
             BuildError::invalid(channel, format!("reading ca_file {}: {e}", path.display()))
         })?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            BuildError::invalid(channel, format!("ca_file {} is not a PEM certificate: {e}", path.display()))
+            BuildError::invalid(
+                channel,
+                format!("ca_file {} is not a PEM certificate: {e}", path.display()),
+            )
         })?;
         builder = builder.add_root_certificate(cert);
     }
@@ -68,7 +75,9 @@ impl HttpAuth {
         let read = |s: &Secret| s.read().map_err(|e| BuildError::invalid(channel, e));
         match (&self.username, &self.password, &self.bearer_token) {
             (None, None, None) => Ok(Credentials::None),
-            (Some(user), Some(password), None) => Ok(Credentials::Basic(user.clone(), read(password)?)),
+            (Some(user), Some(password), None) => {
+                Ok(Credentials::Basic(user.clone(), read(password)?))
+            }
             (None, None, Some(token)) => Ok(Credentials::Bearer(read(token)?)),
             _ => Err(BuildError::invalid(
                 channel,

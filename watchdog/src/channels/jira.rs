@@ -89,14 +89,22 @@ struct Issue {
 
 impl Jira {
     /// Builds the channel from its configuration.
-    pub fn build(name: &str, config: &JiraConfig, templates: &TemplateSettings) -> Result<Self, BuildError> {
+    pub fn build(
+        name: &str,
+        config: &JiraConfig,
+        templates: &TemplateSettings,
+    ) -> Result<Self, BuildError> {
         let base = Url::parse(&config.url)
             .map_err(|e| BuildError::invalid(name, format!("url {:?}: {e}", config.url)))?;
         Ok(Self {
             base,
             config: config.clone(),
             credentials: config.auth.credentials(name)?,
-            client: http::client(name, config.delivery.attempt_timeout, config.ca_file.as_deref())?,
+            client: http::client(
+                name,
+                config.delivery.attempt_timeout,
+                config.ca_file.as_deref(),
+            )?,
             templates: Templates::new(name, templates, DEFAULT_BODY)?,
         })
     }
@@ -119,8 +127,12 @@ impl Jira {
         if body.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&body)
-            .map_err(|e| SendError::Transient(format!("{what}: answer is not JSON: {e}: {}", http::excerpt(&body))))
+        serde_json::from_str(&body).map_err(|e| {
+            SendError::Transient(format!(
+                "{what}: answer is not JSON: {e}: {}",
+                http::excerpt(&body)
+            ))
+        })
     }
 
     fn label(&self, message: &Message) -> String {
@@ -142,15 +154,20 @@ impl Jira {
         let found = self
             .call(
                 "Jira search",
-                self.client
-                    .get(url)
-                    .query(&[("jql", jql.as_str()), ("fields", "status"), ("maxResults", "1")]),
+                self.client.get(url).query(&[
+                    ("jql", jql.as_str()),
+                    ("fields", "status"),
+                    ("maxResults", "1"),
+                ]),
             )
             .await?;
-        Ok(found["issues"].as_array().and_then(|a| a.first()).map(|issue| Issue {
-            key: issue["key"].as_str().unwrap_or_default().to_owned(),
-            done: issue["fields"]["status"]["statusCategory"]["key"] == "done",
-        }))
+        Ok(found["issues"]
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|issue| Issue {
+                key: issue["key"].as_str().unwrap_or_default().to_owned(),
+                done: issue["fields"]["status"]["statusCategory"]["key"] == "done",
+            }))
     }
 
     /// Whether the issue already carries this message (a retry).
@@ -159,26 +176,45 @@ impl Jira {
         let found = self
             .call(
                 "Jira issue",
-                self.client.get(url).query(&[("fields", "description,comment")]),
+                self.client
+                    .get(url)
+                    .query(&[("fields", "description,comment")]),
             )
             .await?;
         let description = found["fields"]["description"].as_str().unwrap_or_default();
-        let comments = found["fields"]["comment"]["comments"].as_array().cloned().unwrap_or_default();
+        let comments = found["fields"]["comment"]["comments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         Ok(description.contains(key)
-            || comments.iter().any(|c| c["body"].as_str().is_some_and(|b| b.contains(key))))
+            || comments
+                .iter()
+                .any(|c| c["body"].as_str().is_some_and(|b| b.contains(key))))
     }
 
     async fn resolve(&self, issue: &str) -> Result<String, SendError> {
         let url = self.url(&format!("/rest/api/2/issue/{issue}/transitions"))?;
-        let listed = self.call("Jira transitions", self.client.get(url.clone())).await?;
-        let transitions = listed["transitions"].as_array().cloned().unwrap_or_default();
+        let listed = self
+            .call("Jira transitions", self.client.get(url.clone()))
+            .await?;
+        let transitions = listed["transitions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let wanted = &self.config.resolve_transition;
         let Some(id) = transitions
             .iter()
-            .find(|t| t["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(wanted)))
+            .find(|t| {
+                t["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+            })
             .and_then(|t| t["id"].as_str())
         else {
-            let names: Vec<&str> = transitions.iter().filter_map(|t| t["name"].as_str()).collect();
+            let names: Vec<&str> = transitions
+                .iter()
+                .filter_map(|t| t["name"].as_str())
+                .collect();
             return Err(SendError::Permanent(format!(
                 "{issue} has no transition {wanted:?} (available: {}); set resolve_transition",
                 names.join(", ")
@@ -186,7 +222,9 @@ impl Jira {
         };
         self.call(
             "Jira transition",
-            self.client.post(url).json(&json!({ "transition": { "id": id } })),
+            self.client
+                .post(url)
+                .json(&json!({ "transition": { "id": id } })),
         )
         .await?;
         Ok(format!("transitioned {issue} with {wanted:?}"))
@@ -212,7 +250,11 @@ impl Jira {
             if matches!(status, Status::Recovery | Status::Acknowledgement) {
                 return Ok(Receipt::new(format!(
                     "no Jira issue labelled {label}: nothing to {}",
-                    if status == Status::Recovery { "resolve" } else { "acknowledge" }
+                    if status == Status::Recovery {
+                        "resolve"
+                    } else {
+                        "acknowledge"
+                    }
                 )));
             }
             let url = self.url("/rest/api/2/issue")?;
@@ -223,7 +265,9 @@ impl Jira {
                 "description": render(Part::Body)?,
                 "labels": [label, "hyperwatch"],
             }});
-            let created = self.call("Jira create", self.client.post(url).json(&body)).await?;
+            let created = self
+                .call("Jira create", self.client.post(url).json(&body))
+                .await?;
             return Ok(Receipt::new(format!(
                 "created {}",
                 created["key"].as_str().unwrap_or("an issue")
@@ -236,7 +280,9 @@ impl Jira {
             let url = self.url(&format!("/rest/api/2/issue/{}/comment", issue.key))?;
             self.call(
                 "Jira comment",
-                self.client.post(url).json(&json!({ "body": render(Part::Body)? })),
+                self.client
+                    .post(url)
+                    .json(&json!({ "body": render(Part::Body)? })),
             )
             .await?;
             done.push(format!("commented on {}", issue.key));

@@ -120,7 +120,9 @@ pub enum BuildError {
         message: String,
     },
     /// A fallback names a channel that does not exist.
-    #[error("channel {channel:?}: fallback {fallback:?} is not a configured channel (known: {known})")]
+    #[error(
+        "channel {channel:?}: fallback {fallback:?} is not a configured channel (known: {known})"
+    )]
     UnknownFallback {
         /// The channel whose fallback list is wrong.
         channel: String,
@@ -210,7 +212,10 @@ fn build_one(name: &str, config: &ChannelConfig) -> Result<ChannelEntry, BuildEr
     };
     let delivery = config.delivery().clone();
     if delivery.concurrency == 0 {
-        return Err(BuildError::invalid(name, "delivery.concurrency must be at least 1"));
+        return Err(BuildError::invalid(
+            name,
+            "delivery.concurrency must be at least 1",
+        ));
     }
     if let Some(limit) = delivery.rate_limit
         && (limit.messages == 0 || limit.per.is_zero())

@@ -251,7 +251,10 @@ pub(crate) mod tests {
     fn round_trips_through_json_with_readable_times() {
         let n = sample("inc-1");
         let text = serde_json::to_string(&n).unwrap();
-        assert!(text.contains("\"fired_at\":\"2023-11-14T22:13:20"), "{text}");
+        assert!(
+            text.contains("\"fired_at\":\"2023-11-14T22:13:20"),
+            "{text}"
+        );
         let back: Notification = serde_json::from_str(&text).unwrap();
         assert_eq!(back, n);
     }

@@ -30,7 +30,10 @@ pub enum Encoding {
 
 /// The encoding a text needs.
 pub fn encoding(text: &str) -> Encoding {
-    if text.chars().all(|c| GSM_BASIC.contains(c) || GSM_EXTENSION.contains(c)) {
+    if text
+        .chars()
+        .all(|c| GSM_BASIC.contains(c) || GSM_EXTENSION.contains(c))
+    {
         Encoding::Gsm7
     } else {
         Encoding::Ucs2

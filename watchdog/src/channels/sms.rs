@@ -141,7 +141,11 @@ struct GatewayContext<'a> {
 
 impl Sms {
     /// Builds the channel from its configuration.
-    pub fn build(name: &str, config: &SmsConfig, templates: &TemplateSettings) -> Result<Self, BuildError> {
+    pub fn build(
+        name: &str,
+        config: &SmsConfig,
+        templates: &TemplateSettings,
+    ) -> Result<Self, BuildError> {
         if config.to.is_empty() {
             return Err(BuildError::invalid(name, "`to` lists no phone number"));
         }
@@ -155,7 +159,9 @@ impl Sms {
                 from: t.from.clone(),
                 credentials: Credentials::Basic(
                     t.account_sid.clone(),
-                    t.auth_token.read().map_err(|e| BuildError::invalid(name, e))?,
+                    t.auth_token
+                        .read()
+                        .map_err(|e| BuildError::invalid(name, e))?,
                 ),
             },
             (None, Some(h)) => http_gateway(name, h)?,
@@ -170,7 +176,11 @@ impl Sms {
             to: config.to.clone(),
             max_segments: config.max_segments,
             gateway,
-            client: http::client(name, config.delivery.attempt_timeout, config.ca_file.as_deref())?,
+            client: http::client(
+                name,
+                config.delivery.attempt_timeout,
+                config.ca_file.as_deref(),
+            )?,
             templates: Templates::new(name, templates, DEFAULT_SMS)?,
         })
     }
@@ -191,7 +201,11 @@ impl Sms {
                 self.client
                     .post(url)
                     .header("Idempotency-Key", &message.key)
-                    .form(&[("To", recipient), ("From", from.as_str()), ("Body", text.as_str())]),
+                    .form(&[
+                        ("To", recipient),
+                        ("From", from.as_str()),
+                        ("Body", text.as_str()),
+                    ]),
             ),
             Gateway::Http {
                 method,
@@ -208,7 +222,9 @@ impl Sms {
                 let render = |name: &str| {
                     env.get_template(name)
                         .and_then(|t| t.render(Serde(&ctx)))
-                        .map_err(|e| SendError::Permanent(format!("gateway template {name}: {e:#}")))
+                        .map_err(|e| {
+                            SendError::Permanent(format!("gateway template {name}: {e:#}"))
+                        })
                 };
                 let mut request = self.client.request(method.clone(), render("url")?);
                 for header in headers {
@@ -223,7 +239,10 @@ impl Sms {
             }
         };
         let what = format!("SMS to {recipient}");
-        let response = request.send().await.map_err(|e| http::request_error(&what, e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| http::request_error(&what, e))?;
         let (status, body) = http::answer(&what, response).await?;
         let mut receipt = http::receipt(status, &body);
         receipt.detail = format!("{} segment(s): {text}", segments::count(&text));
@@ -237,7 +256,9 @@ fn http_gateway(name: &str, h: &HttpGatewayConfig) -> Result<Gateway, BuildError
     let mut env = Environment::new();
     let mut add = |template: String, source: &str| {
         env.add_template_owned(template.clone(), source.to_owned())
-            .map_err(|e| BuildError::invalid(name, format!("http gateway template {template}: {e:#}")))
+            .map_err(|e| {
+                BuildError::invalid(name, format!("http gateway template {template}: {e:#}"))
+            })
     };
     add("url".to_owned(), &h.url)?;
     for (k, v) in &h.headers {

@@ -104,7 +104,10 @@ impl Snmp {
         };
         Ok(Self {
             target,
-            community: config.community.read().map_err(|e| BuildError::invalid(name, e))?,
+            community: config
+                .community
+                .read()
+                .map_err(|e| BuildError::invalid(name, e))?,
             inform: config.inform,
             attempt_timeout: config.delivery.attempt_timeout,
             started: Instant::now(),
@@ -197,7 +200,13 @@ pub fn object_oid(arc: u32) -> Vec<u32> {
 }
 
 /// The whole packet: v2c message, trap or inform PDU, varbinds.
-pub fn encode(message: &Message, community: &str, inform: bool, request_id: i64, uptime_cs: u32) -> Vec<u8> {
+pub fn encode(
+    message: &Message,
+    community: &str,
+    inform: bool,
+    request_id: i64,
+    uptime_cs: u32,
+) -> Vec<u8> {
     let n = &message.notification;
     let text = |arc, s: &str| varbind(&object_oid(arc), ber::octet_string(clip(s).as_bytes()));
     let gauge = |arc, v: u32| varbind(&object_oid(arc), ber::unsigned(ber::GAUGE32, v));
@@ -220,7 +229,10 @@ pub fn encode(message: &Message, community: &str, inform: bool, request_id: i64,
         text(object::SUMMARY, &n.summary),
         text(object::POLICY, &n.policy),
         text(object::LABELS, &labels),
-        varbind(&object_oid(object::FIRED_AT), ber::octet_string(&date_and_time(n))),
+        varbind(
+            &object_oid(object::FIRED_AT),
+            ber::octet_string(&date_and_time(n)),
+        ),
         text(object::IDEMPOTENCY_KEY, &message.key),
         gauge(object::MORE_INCIDENTS, message.others.len() as u32),
         // TruthValue: true(1), false(2).
@@ -245,7 +257,11 @@ pub fn encode(message: &Message, community: &str, inform: bool, request_id: i64,
     );
     ber::constructed(
         ber::SEQUENCE,
-        &[ber::integer(VERSION_2C), ber::octet_string(community.as_bytes()), pdu],
+        &[
+            ber::integer(VERSION_2C),
+            ber::octet_string(community.as_bytes()),
+            pdu,
+        ],
     )
 }
 
@@ -284,7 +300,11 @@ fn clip(s: &str) -> &str {
 fn date_and_time(n: &Notification) -> Vec<u8> {
     // "2025-01-31T12:34:56Z": fixed positions.
     let text = humantime::format_rfc3339_seconds(n.fired_at).to_string();
-    let field = |from: usize, to: usize| text.get(from..to).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+    let field = |from: usize, to: usize| {
+        text.get(from..to)
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
     let year = field(0, 4);
     vec![
         (year >> 8) as u8,
@@ -336,11 +356,17 @@ mod tests {
         let binds = pdu.expect(ber::SEQUENCE, "varbinds").unwrap();
         let first_two = [
             varbind(&SYS_UPTIME_0, ber::unsigned(ber::TIMETICKS, 1234)),
-            varbind(&SNMP_TRAP_OID_0, ber::oid(&notification_oid(Status::Problem))),
+            varbind(
+                &SNMP_TRAP_OID_0,
+                ber::oid(&notification_oid(Status::Problem)),
+            ),
         ]
         .concat();
         assert!(binds.rest().starts_with(&first_two));
-        let third = varbind(&object_oid(object::INCIDENT_ID), ber::octet_string(b"inc-1"));
+        let third = varbind(
+            &object_oid(object::INCIDENT_ID),
+            ber::octet_string(b"inc-1"),
+        );
         assert!(binds.rest()[first_two.len()..].starts_with(&third));
     }
 
@@ -351,7 +377,10 @@ mod tests {
             &[
                 ber::integer(VERSION_2C),
                 ber::octet_string(b"public"),
-                ber::constructed(ber::RESPONSE_PDU, &[ber::integer(77), ber::integer(0), ber::integer(0)]),
+                ber::constructed(
+                    ber::RESPONSE_PDU,
+                    &[ber::integer(77), ber::integer(0), ber::integer(0)],
+                ),
             ],
         );
         assert_eq!(response_status(&response, 77), Some(0));

@@ -136,7 +136,9 @@ impl Templates {
             (Part::Html, settings.html.as_deref(), DEFAULT_HTML),
         ];
         for (part, custom, default) in parts {
-            let source = custom.map(str::to_owned).unwrap_or_else(|| default.to_owned());
+            let source = custom
+                .map(str::to_owned)
+                .unwrap_or_else(|| default.to_owned());
             env.add_template_owned(part.name(), source)
                 .map_err(|source| TemplateError {
                     channel: channel.to_owned(),
@@ -158,7 +160,9 @@ impl Templates {
             source,
         };
         let template = self.env.get_template(part.name()).map_err(err)?;
-        let text = template.render(Serde(Context::new(message, &self.channel))).map_err(err)?;
+        let text = template
+            .render(Serde(Context::new(message, &self.channel)))
+            .map_err(err)?;
         Ok(match part {
             // A subject is one line whatever the template produced.
             Part::Subject => text.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -256,7 +260,11 @@ mod tests {
         let m = Message::single(n, "");
         let t = defaults();
         assert!(t.render(Part::Html, &m).unwrap().contains("&lt;script&gt;"));
-        assert!(t.render(Part::Body, &m).unwrap().contains("<script>x</script> & more"));
+        assert!(
+            t.render(Part::Body, &m)
+                .unwrap()
+                .contains("<script>x</script> & more")
+        );
     }
 
     #[test]
@@ -275,6 +283,9 @@ mod tests {
         };
         let err = Templates::new("pager", &broken, DEFAULT_SMS).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("body.txt") && text.contains("\"pager\""), "{text}");
+        assert!(
+            text.contains("body.txt") && text.contains("\"pager\""),
+            "{text}"
+        );
     }
 }

@@ -79,7 +79,11 @@ impl Webhook {
             url,
             headers: header_map(name, &config.headers)?,
             credentials: config.auth.credentials(name)?,
-            client: http::client(name, config.delivery.attempt_timeout, config.ca_file.as_deref())?,
+            client: http::client(
+                name,
+                config.delivery.attempt_timeout,
+                config.ca_file.as_deref(),
+            )?,
             templates: Templates::new(name, templates, DEFAULT_BODY)?,
         })
     }
@@ -121,7 +125,10 @@ impl Channel for Webhook {
 }
 
 /// Configured headers, checked when the channel is built.
-pub(crate) fn header_map(channel: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap, BuildError> {
+pub(crate) fn header_map(
+    channel: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<HeaderMap, BuildError> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes())

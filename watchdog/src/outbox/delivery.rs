@@ -110,21 +110,33 @@ impl Notifier {
     /// Records one notification for the named channels (one delivery per
     /// channel and recipient) and wakes them. Returns how many deliveries
     /// are new: 0 when this notification was recorded before.
-    pub async fn enqueue(&self, notification: &Notification, channels: &[String]) -> Result<usize, EnqueueError> {
-        self.enqueue_many(&[(notification.clone(), channels.to_vec())]).await
+    pub async fn enqueue(
+        &self,
+        notification: &Notification,
+        channels: &[String],
+    ) -> Result<usize, EnqueueError> {
+        self.enqueue_many(&[(notification.clone(), channels.to_vec())])
+            .await
     }
 
     /// Records many notifications in one transaction (one fsync).
-    pub async fn enqueue_many(&self, batch: &[(Notification, Vec<String>)]) -> Result<usize, EnqueueError> {
+    pub async fn enqueue_many(
+        &self,
+        batch: &[(Notification, Vec<String>)],
+    ) -> Result<usize, EnqueueError> {
         let mut deliveries = Vec::new();
         for (notification, channels) in batch {
             let key = notification.idempotency_key();
             for name in channels {
-                let entry = self.inner.channels.get(name).ok_or_else(|| EnqueueError::UnknownChannel {
-                    key: key.clone(),
-                    channel: name.clone(),
-                    known: self.inner.channels.names().join(", "),
-                })?;
+                let entry =
+                    self.inner
+                        .channels
+                        .get(name)
+                        .ok_or_else(|| EnqueueError::UnknownChannel {
+                            key: key.clone(),
+                            channel: name.clone(),
+                            known: self.inner.channels.names().join(", "),
+                        })?;
                 for recipient in entry.channel.recipients() {
                     deliveries.push(NewDelivery {
                         key: key.clone(),
@@ -185,7 +197,9 @@ impl Inner {
                     now_ms() + millis(STORE_ERROR_PAUSE)
                 }
             };
-            let sleep = Duration::from_millis((look_again_at - now_ms()).clamp(0, millis(IDLE_POLL)) as u64);
+            let sleep = Duration::from_millis(
+                (look_again_at - now_ms()).clamp(0, millis(IDLE_POLL)) as u64,
+            );
             if sleep.is_zero() {
                 continue;
             }
@@ -198,14 +212,21 @@ impl Inner {
     }
 
     /// Sends what is due; returns when to look again (Unix milliseconds).
-    async fn round(&self, entry: &ChannelEntry, limiter: &mut RateLimiter) -> Result<i64, OutboxError> {
+    async fn round(
+        &self,
+        entry: &ChannelEntry,
+        limiter: &mut RateLimiter,
+    ) -> Result<i64, OutboxError> {
         let now = now_ms();
         let due = self.outbox.due(&entry.name, now, DUE_BATCH).await?;
         if due.is_empty() {
             let next = self.outbox.next_due(&entry.name).await?;
             return Ok(next.unwrap_or(now + millis(IDLE_POLL)));
         }
-        let plan = limiter.plan(due.into_iter().map(|d| (d.recipient.clone(), d)).collect(), now);
+        let plan = limiter.plan(
+            due.into_iter().map(|d| (d.recipient.clone(), d)).collect(),
+            now,
+        );
         if plan.units.is_empty() {
             return Ok(plan.wait_until.unwrap_or(now + millis(IDLE_POLL)));
         }
@@ -229,7 +250,9 @@ impl Inner {
         let timeout = entry.delivery.attempt_timeout;
         let result = match tokio::time::timeout(timeout, entry.channel.send(&message)).await {
             Ok(r) => r,
-            Err(_) => Err(SendError::Transient(format!("no answer within {timeout:?}"))),
+            Err(_) => Err(SendError::Transient(format!(
+                "no answer within {timeout:?}"
+            ))),
         };
         let now = now_ms();
         let outcome = match result {
@@ -258,7 +281,12 @@ impl Inner {
         now: i64,
     ) -> Result<(), OutboxError> {
         if rows.len() > 1 {
-            receipt.answer = format!("in digest {} of {}: {}", message.key, rows.len(), receipt.answer);
+            receipt.answer = format!(
+                "in digest {} of {}: {}",
+                message.key,
+                rows.len(),
+                receipt.answer
+            );
             self.metrics.digested(&entry.name, rows.len() as u64);
         }
         tracing::info!(channel = %entry.name, key = %message.key, answer = %receipt.answer, "notification delivered");
@@ -266,14 +294,25 @@ impl Inner {
             .delivered(rows.iter().map(|r| r.id).collect(), receipt, now)
             .await?;
         let latencies = rows.iter().map(|r| {
-            let decided = r.notification.decided_at.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let decided = r
+                .notification
+                .decided_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             ((now as f64 / 1000.0) - decided.as_secs_f64()).max(0.0)
         });
-        self.metrics.sent(&entry.name, latencies.collect::<Vec<_>>());
+        self.metrics
+            .sent(&entry.name, latencies.collect::<Vec<_>>());
         Ok(())
     }
 
-    async fn failed(&self, entry: &ChannelEntry, row: Delivery, error: &SendError, now: i64) -> Result<(), OutboxError> {
+    async fn failed(
+        &self,
+        entry: &ChannelEntry,
+        row: Delivery,
+        error: &SendError,
+        now: i64,
+    ) -> Result<(), OutboxError> {
         let attempts = row.attempts + 1;
         let next = match error {
             SendError::Permanent(_) => Next::GiveUp,
@@ -285,9 +324,14 @@ impl Inner {
                 *retry_after,
                 fastrand::f64(),
             ),
-            SendError::Transient(_) => {
-                backoff::next(&entry.delivery, attempts, row.enqueued_ms, now, None, fastrand::f64())
-            }
+            SendError::Transient(_) => backoff::next(
+                &entry.delivery,
+                attempts,
+                row.enqueued_ms,
+                now,
+                None,
+                fastrand::f64(),
+            ),
         };
         match next {
             Next::RetryAt(at) => {
@@ -295,7 +339,9 @@ impl Inner {
                     channel = %entry.name, key = %row.key, attempts, error = %error,
                     retry_in_ms = at - now, "delivery failed; will retry"
                 );
-                self.outbox.retry(row.id, error.to_string(), at, now).await?;
+                self.outbox
+                    .retry(row.id, error.to_string(), at, now)
+                    .await?;
                 self.metrics.retried(&entry.name);
             }
             Next::GiveUp => {
@@ -305,7 +351,9 @@ impl Inner {
                 );
                 let escalations = self.escalations(entry, &row, attempts, error, now);
                 let woken: Vec<String> = escalations.iter().map(|d| d.channel.clone()).collect();
-                self.outbox.give_up(row.id, error.to_string(), escalations, now).await?;
+                self.outbox
+                    .give_up(row.id, error.to_string(), escalations, now)
+                    .await?;
                 self.metrics.failed(&entry.name);
                 for name in woken {
                     self.wake(&name);
@@ -317,10 +365,19 @@ impl Inner {
 
     /// The deliveries a failure causes: the notification to the next
     /// fallback channel not tried yet, and a failure notice to the console.
-    fn escalations(&self, entry: &ChannelEntry, row: &Delivery, attempts: u32, error: &SendError, now: i64) -> Vec<NewDelivery> {
+    fn escalations(
+        &self,
+        entry: &ChannelEntry,
+        row: &Delivery,
+        attempts: u32,
+        error: &SendError,
+        now: i64,
+    ) -> Vec<NewDelivery> {
         let mut tried = row.tried.clone();
         tried.push(entry.name.clone());
-        let waited = humantime::format_duration(Duration::from_secs(((now - row.enqueued_ms).max(0) / 1000) as u64));
+        let waited = humantime::format_duration(Duration::from_secs(
+            ((now - row.enqueued_ms).max(0) / 1000) as u64,
+        ));
         let to = if row.recipient.is_empty() {
             String::new()
         } else {
@@ -337,7 +394,10 @@ impl Inner {
                     channel: next.clone(),
                     recipient,
                     notification: row.notification.clone(),
-                    note: Some(format!("Fallback: channel {}{to} could not deliver this ({why})", entry.name)),
+                    note: Some(format!(
+                        "Fallback: channel {}{to} could not deliver this ({why})",
+                        entry.name
+                    )),
                     tried: tried.clone(),
                 });
             }

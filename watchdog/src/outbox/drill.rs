@@ -77,13 +77,21 @@ pub fn notification(i: usize, count: usize) -> Notification {
 
 /// Runs the drill; `progress` receives one line per step ("enqueued N new",
 /// "pending N", "done").
-pub async fn run(options: &DrillOptions, mut progress: impl FnMut(String)) -> Result<(), DrillError> {
+pub async fn run(
+    options: &DrillOptions,
+    mut progress: impl FnMut(String),
+) -> Result<(), DrillError> {
     let started = Instant::now();
     let channels = ChannelSet::build(&config::load(&options.config)?)?;
     let outbox = Outbox::open(&options.store, Durability::Full)?;
     let notifier = Notifier::new(outbox.clone(), channels, DeliveryMetrics::default());
     let batch: Vec<_> = (1..=options.count)
-        .map(|i| (notification(i, options.count), vec![options.channel.clone()]))
+        .map(|i| {
+            (
+                notification(i, options.count),
+                vec![options.channel.clone()],
+            )
+        })
         .collect();
     let added = notifier.enqueue_many(&batch).await?;
     progress(format!("enqueued {added} new"));

@@ -136,11 +136,22 @@ mod tests {
         metrics.set_pending("sms", 3);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
-        assert!(text.contains("hyperwatch_notifications_sent_total{channel=\"mail\"} 2"), "{text}");
-        assert!(text.contains("hyperwatch_notifications_retried_total{channel=\"mail\"} 1"), "{text}");
-        assert!(text.contains("hyperwatch_notifications_pending{channel=\"sms\"} 3"), "{text}");
         assert!(
-            text.contains("hyperwatch_notification_delivery_latency_seconds_count{channel=\"mail\"} 2"),
+            text.contains("hyperwatch_notifications_sent_total{channel=\"mail\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hyperwatch_notifications_retried_total{channel=\"mail\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hyperwatch_notifications_pending{channel=\"sms\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hyperwatch_notification_delivery_latency_seconds_count{channel=\"mail\"} 2"
+            ),
             "{text}"
         );
     }

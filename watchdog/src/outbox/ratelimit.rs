@@ -124,7 +124,10 @@ mod tests {
     fn within_the_limit_everything_goes_alone() {
         let mut l = limiter(5, 60);
         let plan = l.plan(items("a", 3), 0);
-        assert_eq!(plan.units, [Unit::Single(0), Unit::Single(1), Unit::Single(2)]);
+        assert_eq!(
+            plan.units,
+            [Unit::Single(0), Unit::Single(1), Unit::Single(2)]
+        );
     }
 
     #[test]

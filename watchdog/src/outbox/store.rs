@@ -208,15 +208,21 @@ impl Outbox {
     pub fn open(path: &Path, durability: Durability) -> Result<Self, OutboxError> {
         let err = |doing| {
             let path = path.to_owned();
-            move |source| OutboxError::Sqlite { path, doing, source }
+            move |source| OutboxError::Sqlite {
+                path,
+                doing,
+                source,
+            }
         };
         let conn = Connection::open(path).map_err(err("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(err("setting the busy timeout"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(err("setting the busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err("enabling the write-ahead log"))?;
         conn.pragma_update(None, "synchronous", durability.pragma())
             .map_err(err("setting synchronous"))?;
-        conn.execute_batch(SCHEMA).map_err(err("creating the outbox tables"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(err("creating the outbox tables"))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -258,7 +264,11 @@ impl Outbox {
     /// Records deliveries in one transaction (one fsync). A delivery whose
     /// key, channel and recipient are already recorded is ignored, so
     /// replaying a decision never sends twice. Returns how many are new.
-    pub async fn enqueue(&self, deliveries: Vec<NewDelivery>, now_ms: i64) -> Result<usize, OutboxError> {
+    pub async fn enqueue(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        now_ms: i64,
+    ) -> Result<usize, OutboxError> {
         self.with("recording notifications", move |conn| {
             let tx = conn.transaction()?;
             let mut added = 0;
@@ -287,7 +297,12 @@ impl Outbox {
     }
 
     /// Pending deliveries of a channel that are due at `now_ms`, oldest first.
-    pub async fn due(&self, channel: &str, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, OutboxError> {
+    pub async fn due(
+        &self,
+        channel: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, OutboxError> {
         let channel = channel.to_owned();
         let rows = self
             .with("reading due deliveries", move |conn| {
@@ -319,7 +334,12 @@ impl Outbox {
 
     /// Marks deliveries accepted, with the receiver's answer, and records
     /// the attempt.
-    pub async fn delivered(&self, ids: Vec<i64>, receipt: Receipt, now_ms: i64) -> Result<(), OutboxError> {
+    pub async fn delivered(
+        &self,
+        ids: Vec<i64>,
+        receipt: Receipt,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
         self.with("recording a delivery", move |conn| {
             let tx = conn.transaction()?;
             for id in &ids {
@@ -341,7 +361,13 @@ impl Outbox {
     }
 
     /// Records a failed attempt and when to try again.
-    pub async fn retry(&self, id: i64, error: String, next_attempt_ms: i64, now_ms: i64) -> Result<(), OutboxError> {
+    pub async fn retry(
+        &self,
+        id: i64,
+        error: String,
+        next_attempt_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
         self.with("recording a failed attempt", move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -439,7 +465,12 @@ impl Outbox {
     }
 
     /// The delivery of a key to a channel and recipient, if recorded.
-    pub async fn find(&self, key: &str, channel: &str, recipient: &str) -> Result<Option<Delivery>, OutboxError> {
+    pub async fn find(
+        &self,
+        key: &str,
+        channel: &str,
+        recipient: &str,
+    ) -> Result<Option<Delivery>, OutboxError> {
         let (key, channel, recipient) = (key.to_owned(), channel.to_owned(), recipient.to_owned());
         let row = self
             .with("reading a delivery", move |conn| {
@@ -511,7 +542,13 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     })
 }
 
-fn record_attempt(tx: &rusqlite::Transaction<'_>, id: i64, at_ms: i64, accepted: bool, detail: &str) -> rusqlite::Result<()> {
+fn record_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    at_ms: i64,
+    accepted: bool,
+    detail: &str,
+) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO outbox_attempts (delivery_id, at_ms, accepted, detail) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![id, at_ms, i64::from(accepted), detail])?;
     Ok(())
@@ -543,15 +580,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
         let outbox = Outbox::open(&path, Durability::Full).unwrap();
-        assert_eq!(outbox.enqueue(vec![new("a", "mail"), new("b", "mail")], 1000).await.unwrap(), 2);
-        assert_eq!(outbox.enqueue(vec![new("a", "mail"), new("a", "sms")], 1001).await.unwrap(), 1);
+        assert_eq!(
+            outbox
+                .enqueue(vec![new("a", "mail"), new("b", "mail")], 1000)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            outbox
+                .enqueue(vec![new("a", "mail"), new("a", "sms")], 1001)
+                .await
+                .unwrap(),
+            1
+        );
         drop(outbox);
 
         let outbox = Outbox::open(&path, Durability::Full).unwrap();
         let due = outbox.due("mail", 1000, 10).await.unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(due[0].notification, sample("a"));
-        assert_eq!(outbox.pending_counts().await.unwrap(), [("mail".to_owned(), 2), ("sms".to_owned(), 1)]);
+        assert_eq!(
+            outbox.pending_counts().await.unwrap(),
+            [("mail".to_owned(), 2), ("sms".to_owned(), 1)]
+        );
     }
 
     #[tokio::test]
@@ -560,12 +612,22 @@ mod tests {
         let outbox = Outbox::open(&dir.path().join("s.db"), Durability::Normal).unwrap();
         outbox.enqueue(vec![new("a", "mail")], 1000).await.unwrap();
         let id = outbox.due("mail", 1000, 10).await.unwrap()[0].id;
-        outbox.retry(id, "connection refused".into(), 5000, 1000).await.unwrap();
+        outbox
+            .retry(id, "connection refused".into(), 5000, 1000)
+            .await
+            .unwrap();
         assert!(outbox.due("mail", 4999, 10).await.unwrap().is_empty());
         assert_eq!(outbox.next_due("mail").await.unwrap(), Some(5000));
-        outbox.delivered(vec![id], Receipt::new("250 ok"), 5000).await.unwrap();
+        outbox
+            .delivered(vec![id], Receipt::new("250 ok"), 5000)
+            .await
+            .unwrap();
         assert!(outbox.due("mail", 9999, 10).await.unwrap().is_empty());
-        let d = outbox.find("a:L1:problem", "mail", "").await.unwrap().unwrap();
+        let d = outbox
+            .find("a:L1:problem", "mail", "")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((d.state, d.attempts), (State::Delivered, 2));
         let attempts = outbox.attempts(id).await.unwrap();
         assert_eq!(attempts.len(), 2);
@@ -581,10 +643,21 @@ mod tests {
         let id = outbox.due("mail", 1000, 10).await.unwrap()[0].id;
         let mut fallback = new("a", "sms");
         fallback.tried = vec!["mail".into()];
-        outbox.give_up(id, "5xx".into(), vec![fallback], 2000).await.unwrap();
+        outbox
+            .give_up(id, "5xx".into(), vec![fallback], 2000)
+            .await
+            .unwrap();
         let sms = outbox.due("sms", 2000, 10).await.unwrap();
         assert_eq!(sms.len(), 1);
         assert_eq!(sms[0].tried, ["mail"]);
-        assert_eq!(outbox.find("a:L1:problem", "mail", "").await.unwrap().unwrap().state, State::Failed);
+        assert_eq!(
+            outbox
+                .find("a:L1:problem", "mail", "")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            State::Failed
+        );
     }
 }

@@ -1,0 +1,13 @@
+//! The channels against real receivers started by the tests: aiosmtpd with
+//! STARTTLS and implicit TLS, net-snmp's snmptrapd with HYPERWATCH-MIB,
+//! HTTP servers for SMS gateways, webhooks and Jira, scripts run by the
+//! batch channel, and a pty for the console. Deliveries go through the
+//! real outbox (SQLite) and its delivery loop.
+
+mod batch;
+mod console;
+mod email;
+mod gateways;
+mod http;
+mod snmp;
+mod support;
