@@ -5,7 +5,7 @@
 //! derived from the idempotency key so that mail systems that deduplicate
 //! by Message-ID drop a resend, and the key is also in a header.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf, sync::OnceLock};
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
@@ -13,6 +13,7 @@ use lettre::{
         MultiPart,
         header::{HeaderName, HeaderValue},
     },
+    transport::smtp::AsyncSmtpTransportBuilder,
     transport::smtp::{
         authentication::Credentials,
         client::{Certificate, Tls, TlsParameters},
@@ -93,7 +94,16 @@ pub enum TlsMode {
 
 struct Relay {
     label: String,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    builder: AsyncSmtpTransportBuilder,
+    /// Built at the first send: lettre's connection pool spawns a tokio
+    /// task, so building it here keeps [`Email::build`] free of a runtime.
+    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+impl Relay {
+    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
+        self.transport.get_or_init(|| self.builder.clone().build())
+    }
 }
 
 /// The email channel.
@@ -176,7 +186,7 @@ impl Email {
         let mut failures = Vec::new();
         let mut all_permanent = true;
         for relay in &self.relays {
-            match relay.transport.send(mail.clone()).await {
+            match relay.transport().send(mail.clone()).await {
                 Ok(response) => {
                     let answer = format!(
                         "{} {}",
@@ -264,7 +274,8 @@ fn relay(
     }
     Ok(Relay {
         label: format!("{}:{port}", r.host),
-        transport: builder.build(),
+        builder,
+        transport: OnceLock::new(),
     })
 }
 

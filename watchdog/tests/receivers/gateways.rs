@@ -7,7 +7,7 @@ use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -37,6 +37,8 @@ pub struct Log {
     pub requests: Vec<Seen>,
     /// Statuses to answer with before accepting (429, 500, ...).
     pub script: VecDeque<u16>,
+    /// How long to take before answering (a slow receiver).
+    pub delay: Duration,
 }
 
 pub type Shared = Arc<Mutex<Log>>;
@@ -150,6 +152,8 @@ pub async fn json_receiver(path: &'static str, token: &str) -> (SocketAddr, Shar
             path,
             post(
                 move |State(log): State<Shared>, headers: HeaderMap, body: Bytes| async move {
+                    let delay = log.lock().unwrap().delay;
+                    tokio::time::sleep(delay).await;
                     let response = if !authorized(&headers, &auth) {
                         (StatusCode::UNAUTHORIZED, "bad token").into_response()
                     } else if serde_json::from_slice::<Value>(&body).is_err() {
