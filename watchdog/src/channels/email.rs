@@ -1,29 +1,30 @@
-//! The email channel: SMTP through lettre, to a list of relays tried in
-//! turn. Each relay speaks STARTTLS (the default), implicit TLS, or plain
+//! The email channel: SMTP (lettre over the sessions of [`super::smtp`]),
+//! to a list of relays tried in turn. Each relay speaks STARTTLS (the default), implicit TLS, or plain
 //! SMTP, which is accepted only for a relay on the loopback interface (a
 //! local MTA). Messages have a text and an HTML part; the Message-ID is
 //! derived from the idempotency key so that mail systems that deduplicate
 //! by Message-ID drop a resend, and the key is also in a header.
 
-use std::{net::IpAddr, path::PathBuf, sync::OnceLock};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
+    Message as Mail,
     message::{
         MultiPart,
         header::{HeaderName, HeaderValue},
     },
-    transport::smtp::AsyncSmtpTransportBuilder,
     transport::smtp::{
         authentication::Credentials,
-        client::{Certificate, Tls, TlsParameters},
+        client::{Certificate, TlsParameters},
     },
 };
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use super::{
     BoxFuture, BuildError, Channel, Message, Receipt, SendError,
     config::{DeliverySettings, Secret, TemplateSettings},
+    smtp::{self, Protection},
     template::{DEFAULT_BODY, Part, Templates},
 };
 
@@ -94,16 +95,7 @@ pub enum TlsMode {
 
 struct Relay {
     label: String,
-    builder: AsyncSmtpTransportBuilder,
-    /// Built at the first send: lettre's connection pool spawns a tokio
-    /// task, so building it here keeps [`Email::build`] free of a runtime.
-    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
-}
-
-impl Relay {
-    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
-        self.transport.get_or_init(|| self.builder.clone().build())
-    }
+    smtp: smtp::Relay,
 }
 
 /// The email channel.
@@ -111,6 +103,9 @@ pub struct Email {
     from: lettre::message::Mailbox,
     to: Vec<lettre::message::Mailbox>,
     relays: Vec<Relay>,
+    /// Bound on one relay's exchange: the attempt timeout shared by the
+    /// relays, so a relay that hangs leaves time for the next.
+    relay_timeout: Duration,
     templates: Templates,
 }
 
@@ -142,8 +137,9 @@ impl Email {
             relays: config
                 .relays
                 .iter()
-                .map(|r| relay(name, r, config.delivery.attempt_timeout))
+                .map(|r| relay(name, r))
                 .collect::<Result<_, _>>()?,
+            relay_timeout: config.delivery.attempt_timeout / config.relays.len() as u32,
             templates: Templates::new(name, templates, DEFAULT_BODY)?,
         })
     }
@@ -185,9 +181,20 @@ impl Email {
         let mail = self.compose(message)?;
         let mut failures = Vec::new();
         let mut all_permanent = true;
+        let bytes = mail.formatted();
         for relay in &self.relays {
-            match relay.transport().send(mail.clone()).await {
-                Ok(response) => {
+            let sent =
+                tokio::time::timeout(self.relay_timeout, relay.smtp.send(mail.envelope(), &bytes))
+                    .await;
+            match sent {
+                Err(_) => {
+                    all_permanent = false;
+                    failures.push(format!(
+                        "{}: no answer within {:?}",
+                        relay.label, self.relay_timeout
+                    ));
+                }
+                Ok(Ok(response)) => {
                     let answer = format!(
                         "{} {}",
                         response.code(),
@@ -195,7 +202,7 @@ impl Email {
                     );
                     return Ok(Receipt::new(format!("{}: {answer}", relay.label)));
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     all_permanent &= e.is_permanent();
                     failures.push(format!("{}: {}", relay.label, super::http::error_chain(&e)));
                 }
@@ -222,28 +229,36 @@ impl Channel for Email {
     }
 }
 
-fn relay(
-    channel: &str,
-    r: &RelayConfig,
-    timeout: std::time::Duration,
-) -> Result<Relay, BuildError> {
+fn relay(channel: &str, r: &RelayConfig) -> Result<Relay, BuildError> {
     let invalid = |m: String| BuildError::invalid(channel, format!("relay {}: {m}", r.host));
-    let tls_parameters = || {
-        let mut builder = TlsParameters::builder(r.host.clone());
-        if let Some(path) = &r.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| invalid(format!("reading ca_file {}: {e}", path.display())))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| invalid(format!("ca_file {}: {e}", path.display())))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        builder
-            .build_rustls()
-            .map_err(|e| invalid(format!("TLS setup: {e}")))
+    let host = r.host.trim_matches(['[', ']']).to_owned();
+    let ca = match &r.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| invalid(format!("reading ca_file {}: {e}", path.display())))?,
+        ),
+        None => None,
     };
-    let (tls, default_port) = match r.tls {
-        TlsMode::Starttls => (Tls::Required(tls_parameters()?), STARTTLS_PORT),
-        TlsMode::Implicit => (Tls::Wrapper(tls_parameters()?), IMPLICIT_TLS_PORT),
+    let (protection, default_port) = match r.tls {
+        TlsMode::Starttls => {
+            let mut builder = TlsParameters::builder(host.clone());
+            if let Some(pem) = &ca {
+                let cert =
+                    Certificate::from_pem(pem).map_err(|e| invalid(format!("ca_file: {e}")))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            let parameters = builder
+                .build_rustls()
+                .map_err(|e| invalid(format!("TLS setup: {e}")))?;
+            (Protection::Starttls(parameters), STARTTLS_PORT)
+        }
+        TlsMode::Implicit => {
+            let config = smtp::implicit_tls_config(ca.as_deref())
+                .map_err(|e| invalid(format!("TLS setup: {e}")))?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| invalid(format!("not a host name for TLS: {e}")))?;
+            (Protection::Implicit { config, name }, IMPLICIT_TLS_PORT)
+        }
         TlsMode::None => {
             if !is_loopback(&r.host) {
                 return Err(invalid(
@@ -252,30 +267,25 @@ fn relay(
                         .to_owned(),
                 ));
             }
-            (Tls::None, PLAIN_PORT)
+            (Protection::None, PLAIN_PORT)
         }
     };
     let port = r.port.unwrap_or(default_port);
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(r.host.clone())
-        .port(port)
-        .tls(tls)
-        .timeout(Some(timeout));
-    match (&r.username, &r.password) {
-        (Some(user), Some(password)) => {
-            let password = password.read().map_err(invalid)?;
-            builder = builder.credentials(Credentials::new(user.clone(), password));
-        }
-        (None, None) => {}
+    let credentials = match (&r.username, &r.password) {
+        (Some(user), Some(password)) => Some(Credentials::new(
+            user.clone(),
+            password.read().map_err(invalid)?,
+        )),
+        (None, None) => None,
         _ => {
             return Err(invalid(
                 "give both username and password, or neither".to_owned(),
             ));
         }
-    }
+    };
     Ok(Relay {
         label: format!("{}:{port}", r.host),
-        builder,
-        transport: OnceLock::new(),
+        smtp: smtp::Relay::new(host, port, protection, credentials),
     })
 }
 
@@ -319,7 +329,7 @@ mod tests {
             username: None,
             password: None,
         };
-        let err = relay("mail", &config, std::time::Duration::from_secs(1))
+        let err = relay("mail", &config)
             .err()
             .expect("plain remote relay refused");
         assert!(err.to_string().contains("loopback"), "{err}");

@@ -6,7 +6,8 @@
 //! * [`config`]: the `[channels.NAME]` tables and the settings every kind shares.
 //! * [`template`]: subject and body templates with defaults per kind.
 //! * [`console`], [`batch`], [`email`], [`sms`], [`snmp`], [`webhook`],
-//!   [`jira`]: the kinds. [`snmp`] encodes its packets with [`ber`];
+//!   [`jira`]: the kinds. [`email`] talks to relays through [`smtp`];
+//!   [`snmp`] encodes its packets with [`ber`];
 //!   [`sms`] counts segments with [`segments`]; [`webhook`], [`sms`] and
 //!   [`jira`] share [`http`].
 //! * [`test_message`]: `hyperwatch notify test CHANNEL`.
@@ -24,6 +25,7 @@ pub mod jira;
 pub mod notification;
 pub mod segments;
 pub mod sms;
+pub mod smtp;
 pub mod snmp;
 pub mod template;
 pub mod test_message;
