@@ -118,7 +118,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next TLV: its tag and a reader over its content.
-    pub fn next(&mut self) -> Result<(u8, Reader<'a>), DecodeError> {
+    pub fn read_tlv(&mut self) -> Result<(u8, Reader<'a>), DecodeError> {
         let rest = &self.bytes[self.offset..];
         let (&tag, rest) = match rest.split_first() {
             Some(x) => x,
@@ -157,7 +157,7 @@ impl<'a> Reader<'a> {
     /// The next TLV, which must have `tag`.
     pub fn expect(&mut self, tag: u8, what: &'static str) -> Result<Reader<'a>, DecodeError> {
         let at = self.offset;
-        let (found, content) = self.next()?;
+        let (found, content) = self.read_tlv()?;
         if found != tag {
             return Err(DecodeError { offset: at, what });
         }

@@ -139,7 +139,6 @@ fn write_terminal(tty: Option<&Path>, line: &str) -> Result<String, SendError> {
         Some(path) => {
             // O_NOCTTY: writing to a terminal must not make it ours.
             let mut file = std::fs::OpenOptions::new()
-                .write(true)
                 .append(true)
                 .custom_flags(nix::libc::O_NOCTTY)
                 .open(path)

@@ -61,8 +61,8 @@ async fn twilio_sms_retries_429_and_500_and_texts_each_number_once() {
     .await;
     // Let a wrong extra retry show up before counting.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let log = log.lock().unwrap();
-    let statuses: Vec<u16> = log.requests.iter().map(|r| r.status).collect();
+    let requests = log.lock().unwrap().requests.clone();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         2,
@@ -86,8 +86,8 @@ async fn twilio_sms_retries_429_and_500_and_texts_each_number_once() {
     numbers.sort();
     assert_eq!(numbers, ["+15550001", "+15550002"]);
     // The 429 asked for Retry-After: 1; the retry waited for it.
-    let first = &log.requests[0];
-    let retry_of_first = log.requests[1..]
+    let first = &requests[0];
+    let retry_of_first = requests[1..]
         .iter()
         .find(|r| {
             serde_urlencoded_pairs(r.body.as_bytes())["To"]
@@ -99,7 +99,6 @@ async fn twilio_sms_retries_429_and_500_and_texts_each_number_once() {
         "retried {:?} after a 429 with Retry-After: 1",
         retry_of_first.at.duration_since(first.at)
     );
-    drop(log);
     let metrics = h.metrics_text();
     assert!(
         metrics.contains("hyperwatch_notifications_sent_total{channel=\"pager\"} 2"),
@@ -332,10 +331,9 @@ async fn a_burst_beyond_the_rate_limit_becomes_one_digest() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let log = log.lock().unwrap();
-    assert_eq!(log.requests.len(), 3, "the limit is 3 messages");
-    let bodies: Vec<Value> = log
-        .requests
+    let requests = log.lock().unwrap().requests.clone();
+    assert_eq!(requests.len(), 3, "the limit is 3 messages");
+    let bodies: Vec<Value> = requests
         .iter()
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect();
@@ -351,7 +349,6 @@ async fn a_burst_beyond_the_rate_limit_becomes_one_digest() {
         "{digest}"
     );
     assert_eq!(digest["others"].as_array().unwrap().len(), 37);
-    drop(log);
     let pending = h.outbox.pending_counts().await.unwrap();
     assert!(pending.is_empty(), "all 40 delivered: {pending:?}");
     assert!(
