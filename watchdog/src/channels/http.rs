@@ -2,9 +2,12 @@
 //! (rustls on ring, the system's roots plus an optional extra CA) and the
 //! reading of an HTTP answer as delivered, retry, slow down or give up.
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use reqwest::{RequestBuilder, Response, StatusCode, header::RETRY_AFTER};
+use reqwest::{
+    RequestBuilder, Response, StatusCode,
+    header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER},
+};
 use serde::Deserialize;
 
 use super::{BuildError, Receipt, SendError, config::Secret};
@@ -153,6 +156,22 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Configured headers, checked when the channel is built.
+pub fn header_map(
+    channel: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<HeaderMap, BuildError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| BuildError::invalid(channel, format!("header name {k:?}: {e}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|e| BuildError::invalid(channel, format!("header {k:?} value: {e}")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 #[cfg(test)]

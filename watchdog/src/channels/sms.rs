@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     BoxFuture, BuildError, Channel, Message, Receipt, SendError,
     config::{DeliverySettings, Secret, TemplateSettings},
-    http::{self, Credentials, HttpAuth},
+    http::{self, Credentials, HttpAuth, header_map},
     segments,
     template::{DEFAULT_SMS, Part, Templates},
 };
@@ -226,10 +226,19 @@ impl Sms {
                             SendError::Permanent(format!("gateway template {name}: {e:#}"))
                         })
                 };
-                let mut request = self.client.request(method.clone(), render("url")?);
+                let mut rendered = BTreeMap::new();
                 for header in headers {
-                    request = request.header(header.as_str(), render(&format!("header:{header}"))?);
+                    rendered.insert(header.clone(), render(&format!("header:{header}"))?);
                 }
+                let rendered = header_map("sms gateway", &rendered)
+                    .map_err(|e| SendError::Permanent(e.to_string()))?;
+                // The key goes along; an operator's header of the same
+                // name replaces it (`headers` replaces, `header` appends).
+                let mut request = self
+                    .client
+                    .request(method.clone(), render("url")?)
+                    .header("Idempotency-Key", &message.key)
+                    .headers(rendered);
                 if env.get_template("body").is_ok() {
                     request = request
                         .header(reqwest::header::CONTENT_TYPE, content_type)

@@ -21,13 +21,13 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::{
     BoxFuture, BuildError, Channel, Message, Receipt, SendError,
     config::{DeliverySettings, TemplateSettings},
-    http::{self, Credentials, HttpAuth},
+    http::{self, Credentials, HttpAuth, header_map},
     template::{DEFAULT_BODY, Part, Templates},
 };
 
@@ -122,20 +122,4 @@ impl Channel for Webhook {
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(self.post(message))
     }
-}
-
-/// Configured headers, checked when the channel is built.
-pub(crate) fn header_map(
-    channel: &str,
-    headers: &BTreeMap<String, String>,
-) -> Result<HeaderMap, BuildError> {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| BuildError::invalid(channel, format!("header name {k:?}: {e}")))?;
-        let value = HeaderValue::from_str(v)
-            .map_err(|e| BuildError::invalid(channel, format!("header {k:?} value: {e}")))?;
-        map.insert(name, value);
-    }
-    Ok(map)
 }
