@@ -100,13 +100,6 @@ pub enum SendError {
     Permanent(String),
 }
 
-impl SendError {
-    /// Whether the outbox should try again later.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, SendError::Permanent(_))
-    }
-}
-
 /// A channel that cannot be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

@@ -160,11 +160,6 @@ impl Message {
         }
     }
 
-    /// Every notification in this message, the first one first.
-    pub fn all(&self) -> impl Iterator<Item = &Notification> {
-        std::iter::once(&self.notification).chain(&self.others)
-    }
-
     /// The documented JSON body of the webhook and the batch script's stdin.
     pub fn to_json(&self) -> serde_json::Value {
         let n = &self.notification;

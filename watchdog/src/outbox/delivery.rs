@@ -158,10 +158,12 @@ impl Notifier {
         Ok(added)
     }
 
-    /// Starts one worker per channel on the current tokio runtime.
+    /// Starts one worker per channel on the current tokio runtime. Pending
+    /// deliveries to channels the configuration no longer has are given up
+    /// first, with a notice to the console, so none waits forever.
     pub fn start(&self) -> DeliveryLoop {
         let (stop, stopped) = watch::channel(false);
-        let tasks = self
+        let mut tasks: Vec<JoinHandle<()>> = self
             .inner
             .channels
             .iter()
@@ -172,6 +174,8 @@ impl Notifier {
                 tokio::spawn(async move { inner.work(entry, stopped).await })
             })
             .collect();
+        let inner = self.inner.clone();
+        tasks.push(tokio::spawn(async move { inner.reroute_orphans().await }));
         DeliveryLoop { stop, tasks }
     }
 }
@@ -413,6 +417,37 @@ impl Inner {
             });
         }
         out
+    }
+
+    /// Gives up pending deliveries whose channel is not configured (any
+    /// more), escalating each to the console.
+    async fn reroute_orphans(&self) {
+        let known = self.channels.names();
+        let orphans = match self.outbox.pending_elsewhere(known).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "looking for deliveries to removed channels failed");
+                return;
+            }
+        };
+        let now = now_ms();
+        for row in orphans {
+            let error = format!("channel {:?} is no longer configured", row.channel);
+            tracing::error!(key = %row.key, channel = %row.channel, "{error}; escalating to the console");
+            let notice = NewDelivery {
+                key: format!("{}:undelivered:{}:{}", row.key, row.channel, row.recipient),
+                channel: CONSOLE.to_owned(),
+                recipient: String::new(),
+                notification: row.notification.clone(),
+                note: Some(format!("NOT DELIVERED: {error}")),
+                tried: vec![row.channel.clone()],
+            };
+            if let Err(e) = self.outbox.give_up(row.id, error, vec![notice], now).await {
+                tracing::error!(error = %e, "escalating a delivery to a removed channel failed");
+            }
+        }
+        self.wake(CONSOLE);
+        self.refresh_pending().await;
     }
 
     /// Sets the pending gauges from the store.

@@ -5,6 +5,7 @@
 //!
 //! Layout:
 //! * [`store`]: the SQLite tables (deliveries and the attempts' audit trail).
+//! * [`record`]: the rows: deliveries, their states, attempts.
 //! * [`delivery`]: [`Notifier`]: enqueue, and the per-channel delivery workers.
 //! * [`backoff`]: when to retry, and when to give up and escalate.
 //! * [`ratelimit`]: per-recipient token buckets and digests of bursts.
@@ -17,6 +18,7 @@ pub mod delivery;
 pub mod drill;
 pub mod metrics;
 pub mod ratelimit;
+pub mod record;
 pub mod store;
 
 pub use delivery::{DeliveryLoop, EnqueueError, Notifier};

@@ -17,7 +17,8 @@ use std::{
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::channels::{Notification, Receipt};
+pub use super::record::{Attempt, Delivery, NewDelivery, State};
+use crate::channels::Receipt;
 
 /// How long a writer waits for the database lock (another process, such as
 /// an operator's `sqlite3`, reading it) before the write fails.
@@ -77,92 +78,6 @@ pub enum OutboxError {
         /// Why.
         message: String,
     },
-}
-
-/// A delivery to record.
-#[derive(Clone, Debug)]
-pub struct NewDelivery {
-    /// The idempotency key; with channel and recipient, unique.
-    pub key: String,
-    /// The channel's name.
-    pub channel: String,
-    /// The recipient, for channels that fan out; empty otherwise.
-    pub recipient: String,
-    /// What to deliver.
-    pub notification: Notification,
-    /// A delivery note (why this is a fallback or a failure notice).
-    pub note: Option<String>,
-    /// Channels that already failed to deliver this notification.
-    pub tried: Vec<String>,
-}
-
-/// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Not accepted yet; will be attempted at `next_attempt_ms`.
-    Pending,
-    /// The receiver accepted it.
-    Delivered,
-    /// Retrying stopped; the failure was escalated.
-    Failed,
-}
-
-impl State {
-    /// The stored name ("pending", "delivered", "failed").
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Delivered => "delivered",
-            State::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(State::Pending),
-            "delivered" => Some(State::Delivered),
-            "failed" => Some(State::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// A recorded delivery.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    /// Row id.
-    pub id: i64,
-    /// The idempotency key.
-    pub key: String,
-    /// The channel's name.
-    pub channel: String,
-    /// The recipient (empty when the channel does not fan out).
-    pub recipient: String,
-    /// What to deliver.
-    pub notification: Notification,
-    /// A delivery note.
-    pub note: Option<String>,
-    /// Channels that already failed to deliver this notification.
-    pub tried: Vec<String>,
-    /// Where it stands.
-    pub state: State,
-    /// When it was recorded (Unix milliseconds).
-    pub enqueued_ms: i64,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// The receiver's answer (delivered) or the last error.
-    pub outcome: Option<String>,
-}
-
-/// One attempt, for the audit log.
-#[derive(Clone, Debug)]
-pub struct Attempt {
-    /// When (Unix milliseconds).
-    pub at_ms: i64,
-    /// Whether the receiver accepted.
-    pub accepted: bool,
-    /// The receiver's answer or the error, with captured output.
-    pub detail: String,
 }
 
 /// The outbox: a handle on the store, cheap to clone.
@@ -227,11 +142,6 @@ impl Outbox {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on the connection in the blocking pool.
@@ -313,6 +223,27 @@ impl Outbox {
                 ))?;
                 q.query_map(params![channel, now_ms, limit as i64], raw_row)?
                     .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// Pending deliveries to channels other than `channels` (removed from
+    /// the configuration since they were recorded).
+    pub async fn pending_elsewhere(
+        &self,
+        channels: Vec<String>,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let rows = self
+            .with("reading deliveries to unknown channels", move |conn| {
+                let mut q = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM outbox_deliveries WHERE state = 'pending' ORDER BY id"
+                ))?;
+                let rows = q.query_map([], raw_row)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| !channels.contains(&r.channel))
+                    .collect::<Vec<_>>())
             })
             .await?;
         rows.into_iter().map(|r| self.decode(r)).collect()
@@ -429,20 +360,6 @@ impl Outbox {
             q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
         })
         .await
-    }
-
-    /// Every delivery of a key (for inspection and tests).
-    pub async fn deliveries(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
-        let key = key.to_owned();
-        let rows = self
-            .with("reading deliveries", move |conn| {
-                let mut q = conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM outbox_deliveries WHERE key = ?1 ORDER BY id"
-                ))?;
-                q.query_map([key], raw_row)?.collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-        rows.into_iter().map(|r| self.decode(r)).collect()
     }
 
     /// The attempts made for a delivery, oldest first.

@@ -192,3 +192,55 @@ async fn sigkilled_watchdog_delivers_pending_notifications_after_restart() {
         "at most the one in-flight message repeats: {counts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_deliveries_to_a_removed_channel_go_to_the_console() {
+    use hyperwatch::outbox::{DeliveryMetrics, Notifier, store::State};
+
+    use super::support::{channels, notification};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let console_file = dir.path().join("console");
+    std::fs::write(&console_file, "").unwrap();
+    let console = format!(
+        "[channels.console]\ntype = \"console\"\ntty = \"{}\"\nsyslog = false\n",
+        console_file.display()
+    );
+    // Recorded for a channel that exists, never delivered (no worker runs).
+    let before = Notifier::new(
+        Outbox::open(&store, Durability::Full).unwrap(),
+        channels(&format!(
+            "{console}[channels.old]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n"
+        )),
+        DeliveryMetrics::default(),
+    );
+    let n = notification("inc-orphan", hyperwatch::channels::Status::Problem);
+    before.enqueue(&n, &["old".to_owned()]).await.unwrap();
+    drop(before);
+
+    // Restarted without that channel.
+    let outbox = Outbox::open(&store, Durability::Full).unwrap();
+    let after = Notifier::new(
+        outbox.clone(),
+        channels(&console),
+        DeliveryMetrics::default(),
+    );
+    let running = after.start();
+    let text = wait_for("the console notice", PHASE_TIMEOUT, async || {
+        let t = std::fs::read_to_string(&console_file).unwrap();
+        t.contains("NOT DELIVERED").then_some(t)
+    })
+    .await;
+    assert!(
+        text.contains("channel \"old\" is no longer configured"),
+        "{text}"
+    );
+    let d = outbox
+        .find("inc-orphan:L1:problem", "old", "")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.state, State::Failed);
+    running.stop().await;
+}
