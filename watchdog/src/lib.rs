@@ -7,10 +7,18 @@
 //! * [`version`]: what this build is, for `hyperwatch --version` and logs.
 //! * [`rebalancer`]: the LUN rebalancer, a pure function from a storage
 //!   snapshot to a plan of LUN moves.
+//! * [`channels`]: the escalation channels (console, batch, email, SMS, SNMP
+//!   trap, webhook, Jira), one file each behind one trait, with their
+//!   configuration and message templates.
+//! * [`outbox`]: the durable outbox in the store: notifications are recorded
+//!   before any attempt and delivered at least once, with retries, rate
+//!   limits, digests, fallback on failure and metrics.
 //!
-//! The stream ingest, failure detector, policy runtime, channels, planner and
+//! The stream ingest, failure detector, policy runtime, planner and
 //! rebalancer arrive with their issues.
 
+pub mod channels;
 pub mod lun_mover;
+pub mod outbox;
 pub mod rebalancer;
 pub mod version;

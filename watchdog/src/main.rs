@@ -2,6 +2,8 @@
 //! issues (serve, certs, ack, notify); `policy check` and `policy test` are
 //! here, thin over the policies library.
 
+mod notify_cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,6 +25,9 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Notification channels: send a test message through one.
+    #[command(subcommand)]
+    Notify(notify_cli::NotifyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,5 +98,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Some(Command::Notify(command)) => notify_cli::run(command),
     }
 }

@@ -36,6 +36,23 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "real VMs for the VM inventory test (tests/tests/vm.rs; its iPXE ROM makes network traffic)",
     ),
     ("iproute2", "ip, to bring the test VMs' tap devices up"),
+    (
+        "python3-aiosmtpd",
+        "the real SMTP server (STARTTLS, implicit TLS, AUTH) the email channel is tested against",
+    ),
+    (
+        "snmptrapd",
+        "net-snmp's trap receiver: decodes the SNMP channel's traps with HYPERWATCH-MIB",
+    ),
+    (
+        "snmp",
+        "snmptranslate: checks that net-snmp loads mibs/HYPERWATCH-MIB.txt without errors",
+    ),
+    (
+        "erlang-snmp",
+        "the IETF base MIBs (SNMPv2-SMI, -TC, -CONF, -MIB, SNMP-FRAMEWORK-MIB) that Debian's \
+         net-snmp leaves out and HYPERWATCH-MIB imports",
+    ),
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -4,9 +4,11 @@
 //! * [`agent`]: the agent's steady-state RSS and CPU time per scrape.
 //! * [`rebalancer`]: LUN plan time and quality beside a Watcher-style baseline.
 //! * [`ebpf`]: the kernel programs' cost per event and the agent's CPU share.
+//! * [`notify`]: incident firing to SMTP acceptance, and outbox throughput.
 
 mod agent;
 mod ebpf;
+mod notify;
 mod rebalancer;
 
 use clap::Subcommand;
@@ -34,6 +36,20 @@ pub enum Bench {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Incident firing to SMTP acceptance (p50, p99) through the durable
+    /// outbox at a steady rate, and notifications per second through the
+    /// outbox with each durability level.
+    Notify {
+        /// Number of incidents fired for the latency figures.
+        #[arg(long, default_value_t = 1000)]
+        incidents: usize,
+        /// Incidents fired per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// Number of notifications for the throughput figures.
+        #[arg(long, default_value_t = 2000)]
+        throughput: usize,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
@@ -41,5 +57,10 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Agent { scrapes } => agent::run(scrapes),
         Bench::Rebalancer => rebalancer::run(),
         Bench::Ebpf { rounds, seconds } => ebpf::run(rounds, seconds),
+        Bench::Notify {
+            incidents,
+            rate,
+            throughput,
+        } => notify::run(incidents, rate, throughput),
     }
 }
