@@ -1,0 +1,513 @@
+//! The snapshot indexed for planning: hosts and VMs by position (sorted by
+//! id, so input order never changes a plan), usage reduced to percentiles,
+//! and the one feasibility check every placement goes through.
+
+use std::collections::BTreeMap;
+
+use super::{
+    PlannerError, PlannerSettings,
+    plan::{Rejection, Resource},
+    snapshot::{ClusterSnapshot, Headroom, HostState},
+    usage::percentile,
+};
+
+/// Index of a host in [`Cluster::hosts`].
+pub type HostIx = usize;
+/// Index of a VM in [`Cluster::vms`].
+pub type VmIx = usize;
+
+/// Static facts about a host, derived once from the snapshot.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub id: String,
+    pub state: HostState,
+    pub cores: f64,
+    /// Busy cores allowed (cores minus headroom).
+    pub cpu_capacity: f64,
+    /// Allocatable memory, bytes (memory minus headroom).
+    pub memory_capacity: u64,
+    /// vCPUs allowed, when an allocation ratio is set.
+    pub vcpu_capacity: Option<f64>,
+    pub threshold: f64,
+    /// Reservations held on this host: (tenant, cores, bytes).
+    pub reservations: Vec<(u32, f64, u64)>,
+}
+
+/// Static facts about a VM.
+#[derive(Debug, Clone)]
+pub struct VmInfo {
+    pub id: String,
+    /// The host it is on in the snapshot.
+    pub host: HostIx,
+    /// Busy cores (percentile over the window).
+    pub cpu: f64,
+    /// Allocated memory, bytes.
+    pub memory: u64,
+    /// Resident memory, bytes (percentile): what a live migration copies.
+    pub resident: u64,
+    pub vcpus: u32,
+    pub tenant: u32,
+    /// Anti-affinity groups it belongs to.
+    pub groups: Vec<u32>,
+    pub priority: i32,
+    pub pin: Option<HostIx>,
+    pub unmovable: Option<String>,
+}
+
+/// What occupies one host: the sums the feasibility check compares with the
+/// host's capacity.
+#[derive(Debug, Clone, Default)]
+pub struct HostLoad {
+    /// Busy cores, hypervisor overhead included.
+    pub cpu: f64,
+    /// Allocated memory plus the hypervisor's own, bytes.
+    pub memory: u64,
+    pub vcpus: u32,
+    /// Per reservation of the host (same order as `HostInfo::reservations`):
+    /// what the reserving tenant's VMs use here.
+    pub reserved_use: Vec<(f64, u64)>,
+    /// Anti-affinity groups present, with how many members.
+    pub groups: Vec<(u32, u32)>,
+}
+
+/// The indexed snapshot.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub hosts: Vec<HostInfo>,
+    pub vms: Vec<VmInfo>,
+    pub group_names: Vec<String>,
+    pub tenant_names: Vec<String>,
+    /// The load of every host as in the snapshot (VMs of failed hosts are
+    /// not counted anywhere: they are not running).
+    pub initial: Vec<HostLoad>,
+}
+
+impl Cluster {
+    /// Indexes and validates `snapshot`; errors name the offending entry.
+    pub fn new(
+        snapshot: &ClusterSnapshot,
+        settings: &PlannerSettings,
+    ) -> Result<Self, PlannerError> {
+        settings.validate()?;
+        let c = &snapshot.constraints;
+        check_headroom("constraints.headroom", &c.headroom)?;
+        if let Some(ratio) = c.cpu_allocation_ratio {
+            check_positive("constraints.cpu_allocation_ratio", ratio)?;
+        }
+        let p = settings.percentile;
+
+        // Positions sorted by id: the plan does not depend on input order,
+        // and lookups are binary searches.
+        let mut host_order: Vec<usize> = (0..snapshot.hosts.len()).collect();
+        host_order.sort_unstable_by(|&a, &b| snapshot.hosts[a].id.cmp(&snapshot.hosts[b].id));
+        if let Some(w) = host_order
+            .windows(2)
+            .find(|w| snapshot.hosts[w[0]].id == snapshot.hosts[w[1]].id)
+        {
+            return Err(PlannerError::Duplicate {
+                kind: "host",
+                id: snapshot.hosts[w[0]].id.clone(),
+            });
+        }
+        let mut vm_order: Vec<usize> = (0..snapshot.vms.len()).collect();
+        vm_order.sort_unstable_by(|&a, &b| snapshot.vms[a].id.cmp(&snapshot.vms[b].id));
+        if let Some(w) = vm_order
+            .windows(2)
+            .find(|w| snapshot.vms[w[0]].id == snapshot.vms[w[1]].id)
+        {
+            return Err(PlannerError::Duplicate {
+                kind: "vm",
+                id: snapshot.vms[w[0]].id.clone(),
+            });
+        }
+        let find_host = |id: &str, place: &dyn Fn() -> String| {
+            host_order
+                .binary_search_by(|&i| snapshot.hosts[i].id.as_str().cmp(id))
+                .map_err(|_| PlannerError::UnknownHost {
+                    place: place(),
+                    host: id.to_owned(),
+                })
+        };
+        let find_vm = |id: &str, place: &dyn Fn() -> String| {
+            vm_order
+                .binary_search_by(|&i| snapshot.vms[i].id.as_str().cmp(id))
+                .map_err(|_| PlannerError::UnknownVm {
+                    place: place(),
+                    vm: id.to_owned(),
+                })
+        };
+        // Tenants by name, sorted, so their indices are input-order free.
+        let mut tenants: Vec<&str> = snapshot
+            .vms
+            .iter()
+            .map(|v| v.tenant.as_str())
+            .chain(c.reservations.iter().map(|r| r.tenant.as_str()))
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let tenant_of = |name: &str| {
+            tenants
+                .binary_search(&name)
+                .expect("every tenant was collected") as u32
+        };
+        let mut hosts = Vec::with_capacity(host_order.len());
+        for &i in &host_order {
+            let h = &snapshot.hosts[i];
+            let place = format!("host `{}`", h.id);
+            if h.cores == 0 {
+                return Err(PlannerError::OutOfRange {
+                    place: format!("{place}.cores"),
+                    value: 0.0,
+                    expected: "at least 1",
+                });
+            }
+            check_samples(|| place.clone(), &h.cpu_samples)?;
+            let headroom = h.headroom.unwrap_or(c.headroom);
+            check_headroom(&format!("{place}.headroom"), &headroom)?;
+            let threshold = h.cpu_threshold.unwrap_or(settings.cpu_threshold);
+            check_fraction(&format!("{place}.cpu_threshold"), threshold)?;
+            let cores = f64::from(h.cores);
+            hosts.push(HostInfo {
+                id: h.id.clone(),
+                state: h.state,
+                cores,
+                cpu_capacity: cores * (1.0 - headroom.cpu_fraction),
+                memory_capacity: (h.memory_bytes as f64 * (1.0 - headroom.memory_fraction)) as u64,
+                vcpu_capacity: c.cpu_allocation_ratio.map(|r| r * cores),
+                threshold,
+                reservations: Vec::new(),
+            });
+        }
+        for (n, r) in c.reservations.iter().enumerate() {
+            let place = format!("constraints.reservations[{n}]");
+            let host = find_host(&r.host, &|| place.clone())?;
+            if !(r.cpu_cores.is_finite() && r.cpu_cores >= 0.0) {
+                return Err(PlannerError::OutOfRange {
+                    place: format!("{place}.cpu_cores"),
+                    value: r.cpu_cores,
+                    expected: "a finite number >= 0",
+                });
+            }
+            hosts[host]
+                .reservations
+                .push((tenant_of(&r.tenant), r.cpu_cores, r.memory_bytes));
+        }
+        let mut group_names = Vec::with_capacity(c.anti_affinity.len());
+        let mut vm_groups: Vec<Vec<u32>> = vec![Vec::new(); vm_order.len()];
+        let mut groups_sorted: Vec<&super::snapshot::AntiAffinityGroup> =
+            c.anti_affinity.iter().collect();
+        groups_sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        for (g, group) in groups_sorted.iter().enumerate() {
+            group_names.push(group.name.clone());
+            for id in &group.vms {
+                let vm = find_vm(id, &|| format!("anti-affinity group `{}`", group.name))?;
+                if !vm_groups[vm].contains(&(g as u32)) {
+                    vm_groups[vm].push(g as u32);
+                }
+            }
+        }
+        let mut pins: Vec<Option<HostIx>> = vec![None; vm_order.len()];
+        for (vm, host) in &c.pinned {
+            let v = find_vm(vm, &|| "constraints.pinned".to_owned())?;
+            pins[v] = Some(find_host(host, &|| format!("constraints.pinned.{vm}"))?);
+        }
+        let mut unmovable: Vec<Option<String>> = vec![None; vm_order.len()];
+        for (vm, why) in &c.unmovable {
+            unmovable[find_vm(vm, &|| "constraints.unmovable".to_owned())?] = Some(why.clone());
+        }
+        let mut vms = Vec::with_capacity(vm_order.len());
+        for (ix, &i) in vm_order.iter().enumerate() {
+            let v = &snapshot.vms[i];
+            check_samples(|| format!("vm `{}`", v.id), &v.cpu_samples)?;
+            let host = find_host(&v.host, &|| format!("vm `{}`.host", v.id))?;
+            vms.push(VmInfo {
+                id: v.id.clone(),
+                host,
+                // Unknown usage is taken at its maximum: a plan built on it
+                // can only be too careful.
+                cpu: percentile(&v.cpu_samples, p).unwrap_or(f64::from(v.vcpus)),
+                memory: v.memory_bytes,
+                resident: percentile(&v.memory_samples, p)
+                    .unwrap_or(v.memory_bytes)
+                    .min(v.memory_bytes),
+                vcpus: v.vcpus,
+                tenant: tenant_of(&v.tenant),
+                groups: std::mem::take(&mut vm_groups[ix]),
+                priority: v.priority,
+                pin: pins[ix],
+                unmovable: unmovable[ix].take(),
+            });
+        }
+        let mut cluster = Cluster {
+            hosts,
+            vms,
+            group_names,
+            tenant_names: tenants.iter().map(|t| (*t).to_owned()).collect(),
+            initial: Vec::new(),
+        };
+        cluster.initial = cluster.initial_loads(snapshot, &host_order, p);
+        Ok(cluster)
+    }
+
+    /// Each host's load in the snapshot: its VMs plus what the host itself
+    /// uses beyond them (the hypervisor, measured as the host's percentile
+    /// minus the sum of its VMs').
+    fn initial_loads(
+        &self,
+        snapshot: &ClusterSnapshot,
+        host_order: &[usize],
+        p: f64,
+    ) -> Vec<HostLoad> {
+        let mut loads: Vec<HostLoad> = self
+            .hosts
+            .iter()
+            .map(|h| HostLoad {
+                reserved_use: vec![(0.0, 0); h.reservations.len()],
+                ..HostLoad::default()
+            })
+            .collect();
+        let mut resident = vec![0u64; self.hosts.len()];
+        for (ix, vm) in self.vms.iter().enumerate() {
+            if self.hosts[vm.host].state != HostState::Failed {
+                self.add(ix, &mut loads[vm.host], vm.host);
+                resident[vm.host] += vm.resident;
+            }
+        }
+        for (ix, &i) in host_order.iter().enumerate() {
+            let h = &snapshot.hosts[i];
+            let load = &mut loads[ix];
+            if let Some(busy) = percentile(&h.cpu_samples, p) {
+                load.cpu += (busy - load.cpu).max(0.0);
+            }
+            if let Some(used) = percentile(&h.memory_samples, p) {
+                load.memory += used.saturating_sub(resident[ix]);
+            }
+        }
+        loads
+    }
+
+    /// Adds `vm` to `load`, the load of `host`.
+    pub fn add(&self, vm: VmIx, load: &mut HostLoad, host: HostIx) {
+        let v = &self.vms[vm];
+        load.cpu += v.cpu;
+        load.memory += v.memory;
+        load.vcpus += v.vcpus;
+        for (n, &(tenant, _, _)) in self.hosts[host].reservations.iter().enumerate() {
+            if tenant == v.tenant {
+                load.reserved_use[n].0 += v.cpu;
+                load.reserved_use[n].1 += v.memory;
+            }
+        }
+        for &g in &v.groups {
+            match load.groups.iter_mut().find(|(group, _)| *group == g) {
+                Some((_, count)) => *count += 1,
+                None => load.groups.push((g, 1)),
+            }
+        }
+    }
+
+    /// Removes `vm` from `load`, the load of `host`.
+    pub fn remove(&self, vm: VmIx, load: &mut HostLoad, host: HostIx) {
+        let v = &self.vms[vm];
+        load.cpu = (load.cpu - v.cpu).max(0.0);
+        load.memory = load.memory.saturating_sub(v.memory);
+        load.vcpus = load.vcpus.saturating_sub(v.vcpus);
+        for (n, &(tenant, _, _)) in self.hosts[host].reservations.iter().enumerate() {
+            if tenant == v.tenant {
+                load.reserved_use[n].0 = (load.reserved_use[n].0 - v.cpu).max(0.0);
+                load.reserved_use[n].1 = load.reserved_use[n].1.saturating_sub(v.memory);
+            }
+        }
+        for &g in &v.groups {
+            if let Some((_, count)) = load.groups.iter_mut().find(|(group, _)| *group == g) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        load.groups.retain(|&(_, count)| count > 0);
+    }
+
+    /// Whether `vm` may start running on `host`, whose current load is
+    /// `load`: the host is healthy and allowed for the VM, and with the VM
+    /// added, CPU, memory and vCPUs stay within capacity, other tenants'
+    /// reservations stay whole, and no anti-affinity partner is there.
+    pub fn check(&self, vm: VmIx, host: HostIx, load: &HostLoad) -> Result<(), Rejection> {
+        let v = &self.vms[vm];
+        let h = &self.hosts[host];
+        if h.state != HostState::Healthy {
+            return Err(Rejection::NotHealthy { state: h.state });
+        }
+        if let Some(pin) = v.pin.filter(|&pin| pin != host) {
+            return Err(Rejection::Pinned {
+                host: self.hosts[pin].id.clone(),
+            });
+        }
+        if let Some(&(g, _)) = load.groups.iter().find(|(g, _)| v.groups.contains(g)) {
+            return Err(Rejection::AntiAffinity {
+                group: self.group_names[g as usize].clone(),
+            });
+        }
+        // What the reservations still hold back beyond their tenant's use,
+        // with the VM counted towards its own tenant's reservation.
+        let (mut held_cpu, mut held_memory) = (0.0, 0u64);
+        for (&(tenant, cpu, memory), &(used_cpu, used_memory)) in
+            h.reservations.iter().zip(&load.reserved_use)
+        {
+            let (add_cpu, add_memory) = if tenant == v.tenant {
+                (v.cpu, v.memory)
+            } else {
+                (0.0, 0)
+            };
+            held_cpu += (cpu - used_cpu - add_cpu).max(0.0);
+            held_memory += memory.saturating_sub(used_memory + add_memory);
+        }
+        let memory = load.memory + v.memory;
+        if memory > h.memory_capacity {
+            return Err(Rejection::Capacity {
+                resource: Resource::Memory,
+                needed: v.memory as f64,
+                free: h.memory_capacity.saturating_sub(load.memory) as f64,
+            });
+        }
+        if memory + held_memory > h.memory_capacity {
+            return Err(self.reserved_by_other(host, v.tenant, Resource::Memory));
+        }
+        let cpu = load.cpu + v.cpu;
+        if cpu > h.cpu_capacity + CAPACITY_EPSILON {
+            return Err(Rejection::Capacity {
+                resource: Resource::Cpu,
+                needed: v.cpu,
+                free: (h.cpu_capacity - load.cpu).max(0.0),
+            });
+        }
+        if cpu + held_cpu > h.cpu_capacity + CAPACITY_EPSILON {
+            return Err(self.reserved_by_other(host, v.tenant, Resource::Cpu));
+        }
+        if let Some(cap) = h.vcpu_capacity
+            && f64::from(load.vcpus + v.vcpus) > cap
+        {
+            return Err(Rejection::Capacity {
+                resource: Resource::Vcpus,
+                needed: f64::from(v.vcpus),
+                free: (cap - f64::from(load.vcpus)).max(0.0),
+            });
+        }
+        Ok(())
+    }
+
+    fn reserved_by_other(&self, host: HostIx, tenant: u32, resource: Resource) -> Rejection {
+        let holder = self.hosts[host]
+            .reservations
+            .iter()
+            .find(|r| r.0 != tenant)
+            .map_or(tenant, |r| r.0);
+        Rejection::Reserved {
+            tenant: self.tenant_names[holder as usize].clone(),
+            resource,
+        }
+    }
+
+    /// Utilization of `host` under `load`: busy cores / cores.
+    pub fn utilization(&self, host: HostIx, load: &HostLoad) -> f64 {
+        load.cpu / self.hosts[host].cores
+    }
+
+    /// Hosts that count in the spread: the healthy ones (maintenance hosts
+    /// are being emptied, failed ones run nothing).
+    pub fn active_hosts(&self) -> impl Iterator<Item = HostIx> + '_ {
+        (0..self.hosts.len()).filter(|&h| self.hosts[h].state == HostState::Healthy)
+    }
+
+    /// Counts of the reasons each host refuses `vm` under `loads`.
+    /// The host the VM is on is left out: staying is not a placement.
+    pub fn rejections(
+        &self,
+        vm: VmIx,
+        loads: &[HostLoad],
+    ) -> BTreeMap<super::plan::RejectionKind, usize> {
+        let mut counts = BTreeMap::new();
+        for (host, load) in loads.iter().enumerate() {
+            if host == self.vms[vm].host {
+                continue;
+            }
+            if let Err(why) = self.check(vm, host, load) {
+                *counts.entry(why.kind()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Float slack in CPU comparisons: sums of f64 loads taken in different
+/// orders differ in the last bits; a billionth of a core is far below any
+/// measurement's precision.
+pub const CAPACITY_EPSILON: f64 = 1e-9;
+
+fn check_samples(place: impl Fn() -> String, samples: &[f64]) -> Result<(), PlannerError> {
+    match samples.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        Some(&bad) => Err(PlannerError::OutOfRange {
+            place: format!("{}.cpu_samples", place()),
+            value: bad,
+            expected: "finite numbers >= 0",
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_headroom(place: &str, headroom: &Headroom) -> Result<(), PlannerError> {
+    for (field, value) in [
+        ("cpu_fraction", headroom.cpu_fraction),
+        ("memory_fraction", headroom.memory_fraction),
+    ] {
+        if !(0.0..1.0).contains(&value) {
+            return Err(PlannerError::OutOfRange {
+                place: format!("{place}.{field}"),
+                value,
+                expected: "0 <= value < 1",
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_fraction(place: &str, value: f64) -> Result<(), PlannerError> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(PlannerError::OutOfRange {
+            place: place.to_owned(),
+            value,
+            expected: "0 < value <= 1",
+        })
+    }
+}
+
+fn check_positive(place: &str, value: f64) -> Result<(), PlannerError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(PlannerError::OutOfRange {
+            place: place.to_owned(),
+            value,
+            expected: "a finite number > 0",
+        })
+    }
+}
+
+/// A utilization ordered by `f64::total_cmp`, for heaps and ordered sets
+/// of hosts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Utilization(pub f64);
+
+impl Eq for Utilization {}
+
+impl PartialOrd for Utilization {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Utilization {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
