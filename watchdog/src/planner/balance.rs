@@ -24,7 +24,7 @@ use std::{
 };
 
 use super::{
-    cluster::{HostIx, Utilization, VmIx},
+    cluster::{GAIN_EPSILON, HostIx, Utilization, VmIx},
     plan::MoveReason,
     sequence::Sequence,
 };
@@ -189,7 +189,7 @@ fn best_move(sequence: &Sequence<'_>, pool: &Pool, from: HostIx) -> Option<Candi
             let cpu = cluster.vms[vm].cpu;
             let (after_from, after_to) = (uf - cpu / source.cores, ut + cpu / receiver.cores);
             let gain = uf * uf - after_from * after_from + ut * ut - after_to * after_to;
-            if gain <= 0.0 {
+            if gain <= GAIN_EPSILON {
                 return false; // a warmer receiver gains even less
             }
             if after_to > receiver.threshold || sequence.check(vm, to).is_err() {

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use super::{
     PlannerError, PlannerSettings,
-    cluster::{Cluster, HostIx, Utilization, VmIx},
+    cluster::{Cluster, GAIN_EPSILON, HostIx, Utilization, VmIx},
     plan::{MigrationPlan, MoveReason, PlanMode},
     sequence::{Sequence, figures},
     snapshot::ClusterSnapshot,
@@ -107,7 +107,7 @@ fn best_move(
                     cluster.vms[vm].cpu / cluster.hosts[to].cores,
                 );
                 let gain = ua * ua - (ua - ya).powi(2) + ub * ub - (ub + yb).powi(2);
-                if gain <= best.map_or(0.0, |b| b.0) {
+                if gain <= best.map_or(GAIN_EPSILON, |b| b.0) {
                     break; // cooler destinations were better; warmer ones are worse
                 }
                 if sequence.check(vm, to).is_ok() {

@@ -29,7 +29,8 @@ pub struct HostInfo {
     /// vCPUs allowed, when an allocation ratio is set.
     pub vcpu_capacity: Option<f64>,
     pub threshold: f64,
-    /// Reservations held on this host: (tenant, cores, bytes).
+    /// Reservations held on this host, one per tenant (summed), sorted by
+    /// tenant: (tenant, cores, bytes).
     pub reservations: Vec<(u32, f64, u64)>,
 }
 
@@ -188,9 +189,20 @@ impl Cluster {
                     expected: "a finite number >= 0",
                 });
             }
-            hosts[host]
-                .reservations
-                .push((tenant_of(&r.tenant), r.cpu_cores, r.memory_bytes));
+            // One tenant's reservations on one host add up: its VMs count
+            // once against the sum.
+            let tenant = tenant_of(&r.tenant);
+            let held = &mut hosts[host].reservations;
+            match held.iter_mut().find(|(t, _, _)| *t == tenant) {
+                Some((_, cpu, memory)) => {
+                    *cpu += r.cpu_cores;
+                    *memory += r.memory_bytes;
+                }
+                None => held.push((tenant, r.cpu_cores, r.memory_bytes)),
+            }
+        }
+        for host in &mut hosts {
+            host.reservations.sort_by_key(|&(tenant, _, _)| tenant);
         }
         let mut group_names = Vec::with_capacity(c.anti_affinity.len());
         let mut vm_groups: Vec<Vec<u32>> = vec![Vec::new(); vm_order.len()];
@@ -441,6 +453,11 @@ impl Cluster {
 /// orders differ in the last bits; a billionth of a core is far below any
 /// measurement's precision.
 pub const CAPACITY_EPSILON: f64 = 1e-9;
+
+/// A move must lower the sum of squared utilizations by more than this:
+/// swapping two hosts' utilizations gains exactly nothing, but rounding
+/// can make it look like a gain of 1e-16.
+pub const GAIN_EPSILON: f64 = 1e-9;
 
 fn check_samples(place: impl Fn() -> String, samples: &[f64]) -> Result<(), PlannerError> {
     match samples.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {

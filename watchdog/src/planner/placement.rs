@@ -1,53 +1,78 @@
-//! Finding a host for a VM that has to move (its host failed or is in
-//! maintenance, or it is pinned elsewhere): the host that takes it and ends
+//! Finding hosts for a VM that has to move (its host failed or is in
+//! maintenance, or it is pinned elsewhere): preferably the host that ends
 //! least utilized, so a failover does not create the next hot spot.
 
 use super::{
-    cluster::{HostIx, VmIx},
+    cluster::{Cluster, HostIx, HostLoad, VmIx},
     plan::UnplacedReason,
-    sequence::Sequence,
 };
 
-/// The host `vm` should go to now, or why there is none.
-pub fn best_host(sequence: &Sequence<'_>, vm: VmIx) -> Result<HostIx, UnplacedReason> {
-    let cluster = sequence.cluster;
+/// Up to `limit` hosts that accept `vm` under `loads`, best first (least
+/// utilized after taking it, then lowest index), never the host in `skip`.
+/// A pinned VM only ever gets its pin host; an unmovable one none.
+pub fn preferred_hosts(
+    cluster: &Cluster,
+    loads: &[HostLoad],
+    vm: VmIx,
+    skip: Option<HostIx>,
+    limit: usize,
+) -> Vec<HostIx> {
     let v = &cluster.vms[vm];
-    if let Some(because) = &v.unmovable {
-        return Err(UnplacedReason::Unmovable {
-            because: because.clone(),
-        });
+    if v.unmovable.is_some() {
+        return Vec::new();
     }
     if let Some(pin) = v.pin {
-        return match sequence.check(vm, pin) {
-            Ok(()) => Ok(pin),
-            Err(rejection) => Err(UnplacedReason::PinnedTo {
-                host: cluster.hosts[pin].id.clone(),
-                rejection,
-            }),
-        };
+        let accepts = Some(pin) != skip && cluster.check(vm, pin, &loads[pin]).is_ok();
+        return if accepts { vec![pin] } else { Vec::new() };
     }
-    let mut best: Option<(f64, HostIx)> = None;
+    // The best `limit` so far, sorted; ties keep the lower index first, so
+    // the choice depends on nothing but the snapshot.
+    let mut best: Vec<(f64, HostIx)> = Vec::with_capacity(limit + 1);
     for host in cluster.active_hosts() {
-        if sequence.location[vm] == Some(host) {
+        if Some(host) == skip {
             continue;
         }
-        let after = sequence.utilization(host) + v.cpu / cluster.hosts[host].cores;
-        // Ties go to the lower index: the plan must not depend on anything
-        // but the snapshot.
-        if best.is_none_or(|(u, _)| after < u) && sequence.check(vm, host).is_ok() {
-            best = Some((after, host));
+        let after = cluster.utilization(host, &loads[host]) + v.cpu / cluster.hosts[host].cores;
+        if best.len() == limit && best.last().is_some_and(|&(u, _)| after >= u) {
+            continue;
+        }
+        if cluster.check(vm, host, &loads[host]).is_ok() {
+            let at = best.partition_point(|&(u, _)| u <= after);
+            best.insert(at, (after, host));
+            best.truncate(limit);
         }
     }
-    best.map(|(_, host)| host)
-        .ok_or_else(|| UnplacedReason::NoFeasibleHost {
-            rejections: cluster.rejections(vm, &sequence.loads),
-        })
+    best.into_iter().map(|(_, host)| host).collect()
+}
+
+/// Why no host takes `vm` under `loads`.
+pub fn why_unplaced(cluster: &Cluster, loads: &[HostLoad], vm: VmIx) -> UnplacedReason {
+    let v = &cluster.vms[vm];
+    if let Some(because) = &v.unmovable {
+        return UnplacedReason::Unmovable {
+            because: because.clone(),
+        };
+    }
+    if let Some(pin) = v.pin {
+        let rejection = match cluster.check(vm, pin, &loads[pin]) {
+            Err(rejection) => Some(rejection),
+            // It accepts the VM but the VM is there already (its host failed
+            // or is in maintenance).
+            Ok(()) => None,
+        };
+        return UnplacedReason::PinnedTo {
+            host: cluster.hosts[pin].id.clone(),
+            rejection,
+        };
+    }
+    UnplacedReason::NoFeasibleHost {
+        rejections: cluster.rejections(vm, loads),
+    }
 }
 
 /// VMs in the order they claim hosts: highest priority first, then the
 /// biggest (they are the hardest to fit), then by id.
-pub fn claim_order(sequence: &Sequence<'_>, mut vms: Vec<VmIx>) -> Vec<VmIx> {
-    let cluster = sequence.cluster;
+pub fn claim_order(cluster: &Cluster, mut vms: Vec<VmIx>) -> Vec<VmIx> {
     vms.sort_by(|&a, &b| {
         let (va, vb) = (&cluster.vms[a], &cluster.vms[b]);
         vb.priority

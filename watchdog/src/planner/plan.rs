@@ -107,16 +107,14 @@ pub enum MoveReason {
     Spread { gain: f64, target: f64 },
 }
 
-/// A VM that had to move and could not.
+/// A VM that had to move and could not. The reason describes the cluster
+/// with all of the plan's migrations done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unplaced {
     pub vm: String,
     pub host: String,
     pub priority: i32,
     pub reason: UnplacedReason,
-    /// How many of the plan's migrations come before the point at which
-    /// this VM was considered.
-    pub after_migrations: usize,
 }
 
 /// Why a VM could not be placed.
@@ -125,8 +123,13 @@ pub struct Unplaced {
 pub enum UnplacedReason {
     /// Declared unable to move.
     Unmovable { because: String },
-    /// Pinned to a host that cannot take it (that host is given).
-    PinnedTo { host: String, rejection: Rejection },
+    /// Pinned to a host that cannot take it: that host, and its refusal
+    /// (none when the VM is on it already, the host failed or in
+    /// maintenance, and it has nowhere else to go).
+    PinnedTo {
+        host: String,
+        rejection: Option<Rejection>,
+    },
     /// Every other host refused it; how many for each reason.
     NoFeasibleHost {
         rejections: BTreeMap<RejectionKind, usize>,
@@ -289,9 +292,16 @@ impl fmt::Display for Unplaced {
         )?;
         match &self.reason {
             UnplacedReason::Unmovable { because } => write!(f, "it cannot move ({because})"),
-            UnplacedReason::PinnedTo { host, rejection } => {
+            UnplacedReason::PinnedTo {
+                host,
+                rejection: Some(rejection),
+            } => {
                 write!(f, "pinned to {host}, which refuses it: {rejection}")
             }
+            UnplacedReason::PinnedTo {
+                host,
+                rejection: None,
+            } => write!(f, "pinned to {host}"),
             UnplacedReason::NoFeasibleHost { rejections } => {
                 write!(f, "no host can take it:")?;
                 for (n, (kind, count)) in rejections.iter().enumerate() {

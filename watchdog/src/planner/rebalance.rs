@@ -6,7 +6,7 @@ use super::{
     PlannerError, PlannerSettings,
     balance::balance,
     cluster::{Cluster, VmIx},
-    placement::{best_host, claim_order},
+    placement::{claim_order, preferred_hosts, why_unplaced},
     plan::{MigrationPlan, MoveReason, PlanMode, Unplaced},
     sequence::{Sequence, figures},
     snapshot::{ClusterSnapshot, HostState},
@@ -20,17 +20,31 @@ pub fn rebalance(
     let cluster = Cluster::new(snapshot, settings)?;
     let before = figures(&cluster, &cluster.initial);
     let mut sequence = Sequence::new(&cluster, true);
-    let unplaced = mandatory_moves(&mut sequence);
+    let waiting = mandatory_moves(&mut sequence, must_move(&cluster));
     let budget = settings.max_migrations.unwrap_or(usize::MAX);
     balance(&mut sequence, settings.spread_target, budget);
+    // Balancing may have freed room on a pinned VM's host.
+    let waiting = mandatory_moves(&mut sequence, waiting);
+    let unplaced = waiting
+        .into_iter()
+        .map(|vm| {
+            let v = &cluster.vms[vm];
+            Unplaced {
+                vm: v.id.clone(),
+                host: cluster.hosts[v.host].id.clone(),
+                priority: v.priority,
+                reason: why_unplaced(&cluster, &sequence.loads, vm),
+            }
+        })
+        .collect();
     Ok(sequence.finish(PlanMode::Rebalance, unplaced, before))
 }
 
-/// Moves every VM off maintenance hosts and every pinned VM back to its
-/// host; returns the ones that cannot go.
-fn mandatory_moves(sequence: &mut Sequence<'_>) -> Vec<Unplaced> {
-    let cluster = sequence.cluster;
-    let must_move: Vec<VmIx> = (0..cluster.vms.len())
+/// The VMs that have to move, in claim order: every VM of a maintenance
+/// host, and every pinned VM not on its host.
+
+fn must_move(cluster: &Cluster) -> Vec<VmIx> {
+    let vms = (0..cluster.vms.len())
         .filter(|&vm| {
             let v = &cluster.vms[vm];
             match cluster.hosts[v.host].state {
@@ -40,24 +54,31 @@ fn mandatory_moves(sequence: &mut Sequence<'_>) -> Vec<Unplaced> {
             }
         })
         .collect();
-    let mut unplaced = Vec::new();
-    for vm in claim_order(sequence, must_move) {
-        let v = &cluster.vms[vm];
-        let reason = if cluster.hosts[v.host].state == HostState::Maintenance {
-            MoveReason::Maintenance
-        } else {
-            MoveReason::ReturnToPin
-        };
-        match best_host(sequence, vm) {
-            Ok(host) => sequence.push(vm, host, reason),
-            Err(why) => unplaced.push(Unplaced {
-                vm: v.id.clone(),
-                host: cluster.hosts[v.host].id.clone(),
-                priority: v.priority,
-                reason: why,
-                after_migrations: sequence.len(),
-            }),
+    claim_order(cluster, vms)
+}
+
+/// Moves what it can of `waiting` (in claim order), in passes until nothing
+/// more moves: a pinned VM going home frees room that a VM leaving
+/// maintenance may need. Returns the VMs still waiting.
+fn mandatory_moves(sequence: &mut Sequence<'_>, mut waiting: Vec<VmIx>) -> Vec<VmIx> {
+    let cluster = sequence.cluster;
+    loop {
+        let mut still = Vec::new();
+        for &vm in &waiting {
+            let Some(&host) = preferred_hosts(cluster, &sequence.loads, vm, None, 1).first() else {
+                still.push(vm);
+                continue;
+            };
+            let reason = if cluster.hosts[cluster.vms[vm].host].state == HostState::Maintenance {
+                MoveReason::Maintenance
+            } else {
+                MoveReason::ReturnToPin
+            };
+            sequence.push(vm, host, reason);
         }
+        if still.len() == waiting.len() {
+            return still;
+        }
+        waiting = still;
     }
-    unplaced
 }

@@ -10,7 +10,9 @@
 //! exactly enough of the earlier moves out of its destination (in plan
 //! order) for that set to fit, so the moment is feasible. Every constraint
 //! (capacity, reservations, anti-affinity) only gets harder as VMs are
-//! added, which is what makes "at most" enough.
+//! added, which is what makes "at most" enough. (For reservations this
+//! needs one reservation per tenant and host: a VM of the tenant lowers what
+//! is held back by at most its own size. `cluster` sums them.)
 
 use super::{
     cluster::{Cluster, HostIx, HostLoad, VmIx},

@@ -109,7 +109,8 @@ pub struct AntiAffinityGroup {
 }
 
 /// Capacity on one host reserved for one tenant: the tenant's own VMs use it
-/// first; no other tenant's VM may use it.
+/// first; no other tenant's VM may use it. Several reservations of one
+/// tenant on one host add up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reservation {

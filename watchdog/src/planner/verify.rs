@@ -126,6 +126,17 @@ impl<'p> Replay<'p> {
                 *vm_resident_on.entry(&v.host).or_default() += resident as f64;
             }
         }
+        // Per host, per tenant, the sum of its reservations there.
+        let mut reserved: BTreeMap<&str, BTreeMap<String, (f64, f64)>> = BTreeMap::new();
+        for r in &c.reservations {
+            let sum = reserved
+                .entry(&r.host)
+                .or_default()
+                .entry(r.tenant.clone())
+                .or_default();
+            sum.0 += r.cpu_cores;
+            sum.1 += r.memory_bytes as f64;
+        }
         let mut hosts = BTreeMap::new();
         for h in &snapshot.hosts {
             let headroom = h.headroom.unwrap_or(c.headroom);
@@ -145,11 +156,11 @@ impl<'p> Replay<'p> {
                         .map_or(0.0, |busy| (busy - vm_cpu).max(0.0)),
                     own_memory: percentile(&h.memory_samples, p)
                         .map_or(0.0, |used| (used as f64 - vm_resident).max(0.0)),
-                    reservations: c
-                        .reservations
-                        .iter()
-                        .filter(|r| r.host == h.id)
-                        .map(|r| (r.tenant.clone(), r.cpu_cores, r.memory_bytes as f64))
+                    reservations: reserved
+                        .remove(h.id.as_str())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(t, (c, m))| (t, c, m))
                         .collect(),
                 },
             );
@@ -236,9 +247,10 @@ impl<'p> Replay<'p> {
             .insert(m.vm.clone());
         self.location.insert(m.vm.clone(), m.destination.clone());
         self.started[index] = true;
-        self.host_problem(&m.destination).map_or(Ok(()), |what| {
-            Err(fail(format!("on {}: {what}", m.destination)))
-        })
+        self.host_problem(&m.destination, &m.vm)
+            .map_or(Ok(()), |what| {
+                Err(fail(format!("on {}: {what}", m.destination)))
+            })
     }
 
     /// Migration `index` completes: the source copy is released.
@@ -266,15 +278,16 @@ impl<'p> Replay<'p> {
             return Some("pinned elsewhere".to_owned());
         }
         with.insert(vm.to_owned());
-        self.problem(host, &with)
+        self.problem(host, &with, vm)
     }
 
-    fn host_problem(&self, host: &str) -> Option<String> {
-        self.problem(host, self.residents.get(host)?)
+    fn host_problem(&self, host: &str, arriving: &str) -> Option<String> {
+        self.problem(host, self.residents.get(host)?, arriving)
     }
 
-    /// What is wrong with `host` running `residents`, if anything.
-    fn problem(&self, host: &str, residents: &BTreeSet<String>) -> Option<String> {
+    /// What is wrong with `host` running `residents` now that `arriving`
+    /// (one of them) has joined, if anything.
+    fn problem(&self, host: &str, residents: &BTreeSet<String>, arriving: &str) -> Option<String> {
         let Some(h) = self.hosts.get(host) else {
             return Some("host not in the snapshot".to_owned());
         };
@@ -310,19 +323,23 @@ impl<'p> Replay<'p> {
         {
             return Some(format!("{vcpus} vCPUs > {cap} allowed"));
         }
-        let mut seen = BTreeMap::new();
-        for id in residents {
-            for g in self
+        // Only the arriving VM can break anti-affinity: partners that
+        // already shared the host in the snapshot are not the plan's doing.
+        let groups = self
+            .vms
+            .get(arriving)
+            .map(|v| v.groups.as_slice())
+            .unwrap_or_default();
+        for other in residents.iter().filter(|id| *id != arriving) {
+            let theirs = self
                 .vms
-                .get(id)
+                .get(other)
                 .map(|v| v.groups.as_slice())
-                .unwrap_or_default()
-            {
-                if let Some(other) = seen.insert(g.clone(), id.clone()) {
-                    return Some(format!(
-                        "{other} and {id} of anti-affinity group {g} share the host"
-                    ));
-                }
+                .unwrap_or_default();
+            if let Some(g) = groups.iter().find(|g| theirs.contains(g)) {
+                return Some(format!(
+                    "{arriving} joins {other} of anti-affinity group {g}"
+                ));
             }
         }
         None
