@@ -40,11 +40,11 @@ pub fn rebalance(
     Ok(sequence.finish(PlanMode::Rebalance, unplaced, before))
 }
 
-/// The VMs that have to move, in claim order: every VM of a maintenance
-/// host, and every pinned VM not on its host.
+/// The VMs that have to move: every pinned VM not on its host, then every
+/// VM of a maintenance host, each in claim order.
 
 fn must_move(cluster: &Cluster) -> Vec<VmIx> {
-    let vms = (0..cluster.vms.len())
+    let (returning, evacuating): (Vec<VmIx>, Vec<VmIx>) = (0..cluster.vms.len())
         .filter(|&vm| {
             let v = &cluster.vms[vm];
             match cluster.hosts[v.host].state {
@@ -53,8 +53,12 @@ fn must_move(cluster: &Cluster) -> Vec<VmIx> {
                 HostState::Failed => false,
             }
         })
-        .collect();
-    claim_order(cluster, vms)
+        .partition(|&vm| cluster.hosts[cluster.vms[vm].host].state == HostState::Healthy);
+    // Pinned VMs going home first: each has one possible host, and leaving
+    // frees room for the VMs that can go anywhere.
+    let mut order = claim_order(cluster, returning);
+    order.extend(claim_order(cluster, evacuating));
+    order
 }
 
 /// Moves what it can of `waiting` (in claim order), in passes until nothing
