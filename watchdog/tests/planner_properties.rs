@@ -252,7 +252,7 @@ fn run_concurrently(
             .filter(|i| !running.contains(i))
             .collect();
         let pick = *choice.next().unwrap_or(&0);
-        if !ready.is_empty() && (running.is_empty() || pick % 2 == 0) {
+        if !ready.is_empty() && (running.is_empty() || pick.is_multiple_of(2)) {
             let index = ready[pick / 2 % ready.len()];
             replay.start(index).map_err(|v| v.to_string())?;
             running.push(index);

@@ -27,6 +27,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "prometheus-node-exporter",
         "node_exporter, the reference our procfs metrics are compared with",
     ),
+    (
+        "qemu-system-x86",
+        "qemu, the VMs the live-migration test migrates through QMP",
+    ),
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -62,23 +62,50 @@ pub fn fill(template: &[String], request: &MigrationRequest) -> Vec<String> {
         .collect()
 }
 
-/// Runs `argv`; returns its exit code and stdout, or an error when it could
-/// not start or was killed by a signal. Dropping the future kills it.
+/// Kills a command's whole process group when dropped before disarmed: a
+/// timed-out `sh -c` must not leave its children copying on.
+struct GroupKill(Option<i32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Runs `argv` in its own process group; returns its exit code, stdout and
+/// stderr, or an error when it could not start or was killed by a signal.
+/// Dropping the future kills the whole group.
 pub async fn run(argv: &[String]) -> Result<(i32, String, String), ActuatorError> {
     let (program, args) = argv.split_first().ok_or_else(|| ActuatorError::Io {
         what: "an empty command template".to_owned(),
         source: std::io::ErrorKind::InvalidInput.into(),
     })?;
-    let output = tokio::process::Command::new(program)
+    let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .map_err(|source| ActuatorError::Io {
             what: format!("starting `{program}`"),
             source,
         })?;
+    let mut group = GroupKill(child.id().and_then(|pid| i32::try_from(pid).ok()));
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|source| ActuatorError::Io {
+            what: format!("waiting for `{program}`"),
+            source,
+        })?;
+    group.0 = None;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let code = output.status.code().ok_or_else(|| ActuatorError::Command {
         command: argv.join(" "),

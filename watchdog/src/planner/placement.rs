@@ -54,12 +54,8 @@ pub fn why_unplaced(cluster: &Cluster, loads: &[HostLoad], vm: VmIx) -> Unplaced
         };
     }
     if let Some(pin) = v.pin {
-        let rejection = match cluster.check(vm, pin, &loads[pin]) {
-            Err(rejection) => Some(rejection),
-            // It accepts the VM but the VM is there already (its host failed
-            // or is in maintenance).
-            Ok(()) => None,
-        };
+        // None only if the pin host would take the VM after all.
+        let rejection = cluster.check(vm, pin, &loads[pin]).err();
         return UnplacedReason::PinnedTo {
             host: cluster.hosts[pin].id.clone(),
             rejection,

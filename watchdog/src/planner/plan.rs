@@ -124,8 +124,7 @@ pub enum UnplacedReason {
     /// Declared unable to move.
     Unmovable { because: String },
     /// Pinned to a host that cannot take it: that host, and its refusal
-    /// (none when the VM is on it already, the host failed or in
-    /// maintenance, and it has nowhere else to go).
+    /// (none only if the host would take it after all).
     PinnedTo {
         host: String,
         rejection: Option<Rejection>,

@@ -42,7 +42,6 @@ pub fn rebalance(
 
 /// The VMs that have to move: every pinned VM not on its host, then every
 /// VM of a maintenance host, each in claim order.
-
 fn must_move(cluster: &Cluster) -> Vec<VmIx> {
     let (returning, evacuating): (Vec<VmIx>, Vec<VmIx>) = (0..cluster.vms.len())
         .filter(|&vm| {
