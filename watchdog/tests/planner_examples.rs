@@ -381,3 +381,41 @@ fn bad_input_names_the_offending_entry() {
             .starts_with("vm `v`.cpu_samples is NaN")
     );
 }
+
+#[test]
+fn plans_survive_json_for_the_api_and_the_audit_log() {
+    let vms = (0..7)
+        .map(|n| vm(&format!("v{n}"), "hot", 2.0, 4))
+        .collect();
+    let mut snapshot = cluster(
+        vec![
+            host("hot", 16, 64),
+            host("cold", 16, 64),
+            host("dead", 16, 64),
+        ],
+        vms,
+    );
+    snapshot.hosts[2].state = HostState::Failed;
+    snapshot.vms.push(vm("orphan", "dead", 1.0, 4));
+    snapshot
+        .constraints
+        .pinned
+        .insert("orphan".into(), "dead".into());
+    for plan in [
+        rebalance(&snapshot, &settings()).unwrap(),
+        failover(&snapshot, &settings()).unwrap(),
+    ] {
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(
+            serde_json::from_str::<hyperwatch::planner::MigrationPlan>(&json).unwrap(),
+            plan
+        );
+    }
+    let json = serde_json::to_value(failover(&snapshot, &settings()).unwrap()).unwrap();
+    assert_eq!(json["unplaced"][0]["reason"]["why"], "pinned_to");
+    let snapshot_json = serde_json::to_string(&snapshot).unwrap();
+    assert_eq!(
+        serde_json::from_str::<ClusterSnapshot>(&snapshot_json).unwrap(),
+        snapshot
+    );
+}

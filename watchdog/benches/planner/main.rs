@@ -101,6 +101,9 @@ fn bench_size(snapshot: &ClusterSnapshot, settings: &PlannerSettings) {
         failover_plan.migrations.len(),
         failover_plan.unplaced.len()
     );
+    for unplaced in &failover_plan.unplaced {
+        println!("    {unplaced}");
+    }
 }
 
 fn row(name: &str, time: Timing, plan: &MigrationPlan, verified: &str) {
