@@ -14,7 +14,8 @@
 //! * [`snapshot`]: the input (hosts, VMs, usage windows, constraints).
 //! * [`plan`]: the output (migrations, reasons, unplaced VMs, figures).
 //! * `usage`: a window of samples to one percentile.
-//! * `cluster`: the indexed snapshot and the feasibility check.
+//! * `cluster`: the indexed snapshot and the feasibility check; `index`
+//!   builds it (validation, ids, percentiles).
 //! * `sequence`: a plan built move by move, with its dependencies.
 //! * `placement`: the best host for a VM that has to move.
 //! * `failover`, `rebalance`: the two modes; `balance`: rebalancing's
@@ -27,6 +28,7 @@ mod balance;
 pub mod baseline;
 mod cluster;
 mod failover;
+mod index;
 mod placement;
 pub mod plan;
 mod rebalance;
@@ -80,8 +82,8 @@ impl Default for PlannerSettings {
 
 impl PlannerSettings {
     fn validate(&self) -> Result<(), PlannerError> {
-        cluster::check_fraction("planner settings: percentile", self.percentile)?;
-        cluster::check_fraction("planner settings: cpu_threshold", self.cpu_threshold)?;
+        index::check_fraction("planner settings: percentile", self.percentile)?;
+        index::check_fraction("planner settings: cpu_threshold", self.cpu_threshold)?;
         if !(self.spread_target.is_finite() && self.spread_target >= 0.0) {
             return Err(PlannerError::OutOfRange {
                 place: "planner settings: spread_target".to_owned(),
