@@ -74,12 +74,22 @@ fn state(dir: &Path, host: &str, vm: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// Whether a `sleep 31.7` runs on the machine.
+/// Whether a `sleep 31.7` still runs on the machine after up to a second
+/// (SIGKILL is delivered asynchronously).
 fn sleep_running() -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|cmdline| cmdline == b"sleep\x0031.7\x00")
-    })
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| cmdline == b"sleep\x0031.7\x00")
+        })
+    };
+    for _ in 0..50 {
+        if !running() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 #[tokio::test]
