@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use hyperwatch::{
     migration::{
-        Executor, ExecutorConfig, MoveStatus, Stage,
+        Actuator, ActuatorFuture, Executor, ExecutorConfig, MigrationRequest, MoveStatus, Stage,
         simulated::{Copies, SimulatedActuator, SimulatedFailure},
     },
     planner::{Change, ClusterFigures, Migration, MigrationPlan, MoveKind, MoveReason, PlanMode},
@@ -269,4 +269,53 @@ async fn the_source_is_kept_until_the_destination_runs_the_vm() {
     }
     // The paused source copy was resumed, the destination's discarded.
     assert_eq!(actuator.copies("ghost"), running_on("a"));
+}
+
+/// The simulated cluster, except that touching VM `boom` panics.
+struct Panicky(SimulatedActuator);
+
+impl Actuator for Panicky {
+    fn name(&self) -> &'static str {
+        "panicky"
+    }
+    fn transfer<'a>(&'a self, r: &'a MigrationRequest) -> ActuatorFuture<'a, ()> {
+        assert_ne!(r.vm, "boom", "actuator bug");
+        self.0.transfer(r)
+    }
+    fn confirm_running<'a>(&'a self, r: &'a MigrationRequest) -> ActuatorFuture<'a, bool> {
+        self.0.confirm_running(r)
+    }
+    fn release_source<'a>(&'a self, r: &'a MigrationRequest) -> ActuatorFuture<'a, ()> {
+        self.0.release_source(r)
+    }
+    fn abort<'a>(&'a self, r: &'a MigrationRequest) -> ActuatorFuture<'a, ()> {
+        self.0.abort(r)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_actuator_fails_its_migration_not_the_executor() {
+    let plan = plan(
+        PlanMode::Failover,
+        vec![
+            migration("boom", "a", "b", Vec::new()),
+            migration("after", "c", "a", vec![0]),
+            migration("calm", "c", "d", Vec::new()),
+        ],
+    );
+    let actuator = Arc::new(Panicky(SimulatedActuator::new(
+        [("boom", "a"), ("after", "c"), ("calm", "c")],
+        COPY,
+    )));
+    let report = Executor::new(execute_all(), actuator).run(&plan).await;
+    match &report.outcomes[0].status {
+        MoveStatus::Failed {
+            error,
+            restored: false,
+            ..
+        } => assert!(error.contains("panicky actuator panicked"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(report.outcomes[1].status, MoveStatus::Skipped { after: 0 });
+    assert_eq!(report.outcomes[2].status, MoveStatus::Done);
 }

@@ -199,6 +199,7 @@ impl Executor {
         let mut from: BTreeMap<&str, usize> = BTreeMap::new();
         let mut to: BTreeMap<&str, usize> = BTreeMap::new();
         let mut started = vec![false; requests.len()];
+        let mut task_of: BTreeMap<tokio::task::Id, (usize, Instant)> = BTreeMap::new();
         loop {
             for (i, r) in requests.iter().enumerate() {
                 if started[i] {
@@ -235,17 +236,32 @@ impl Executor {
                     tracing::info!(vm = %r.vm, source = %r.source, destination = %r.destination, "migration starting");
                     let (actuator, config, request) =
                         (self.actuator.clone(), self.config.clone(), r.clone());
-                    running.spawn(async move {
+                    let task = running.spawn(async move {
                         let t = Instant::now();
                         let outcome = migrate(actuator.as_ref(), &config, &request).await;
                         (i, outcome, t.elapsed().as_millis() as u64)
                     });
+                    task_of.insert(task.id(), (i, Instant::now()));
                 }
             }
-            let Some(joined) = running.join_next().await else {
+            let Some(joined) = running.join_next_with_id().await else {
                 break;
             };
-            let (i, outcome, ms) = joined.expect("migration tasks do not panic");
+            // An actuator that panics fails its migration, not the executor;
+            // what state it left the VM in is unknown.
+            let (i, outcome, ms) = match joined {
+                Ok((_, finished)) => finished,
+                Err(e) => {
+                    let (i, t) = task_of[&e.id()];
+                    let error = format!("the {} actuator panicked: {e}", self.actuator.name());
+                    let failed = MoveStatus::Failed {
+                        stage: Stage::Transfer,
+                        error,
+                        restored: false,
+                    };
+                    (i, failed, t.elapsed().as_millis() as u64)
+                }
+            };
             let r = &requests[i];
             *from.entry(&r.source).or_default() -= 1;
             *to.entry(&r.destination).or_default() -= 1;
