@@ -13,12 +13,17 @@
 //! * [`outbox`]: the durable outbox in the store: notifications are recorded
 //!   before any attempt and delivered at least once, with retries, rate
 //!   limits, digests, fallback on failure and metrics.
+//! * [`planner`]: VM placement, a pure function from a cluster snapshot to a
+//!   migration plan (rebalance and failover modes), and a plan verifier.
+//! * [`migration`]: the executor that carries a plan out through
+//!   actuators (qemu QMP, libvirt, a command template, simulated).
 //!
-//! The stream ingest, failure detector, policy runtime, planner and
-//! rebalancer arrive with their issues.
+//! The stream ingest, failure detector and policy runtime arrive with their issues.
 
 pub mod channels;
 pub mod lun_mover;
+pub mod migration;
 pub mod outbox;
+pub mod planner;
 pub mod rebalancer;
 pub mod version;

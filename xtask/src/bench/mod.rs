@@ -5,10 +5,13 @@
 //! * [`rebalancer`]: LUN plan time and quality beside a Watcher-style baseline.
 //! * [`ebpf`]: the kernel programs' cost per event and the agent's CPU share.
 //! * [`notify`]: incident firing to SMTP acceptance, and outbox throughput.
+//! * [`planner`]: VM placement plans on 100 to 10,000 hosts beside a greedy
+//!   one-VM-at-a-time balancer.
 
 mod agent;
 mod ebpf;
 mod notify;
+mod planner;
 mod rebalancer;
 
 use clap::Subcommand;
@@ -50,6 +53,13 @@ pub enum Bench {
         #[arg(long, default_value_t = 2000)]
         throughput: usize,
     },
+    /// Planner time, spread, migrations and bytes copied on seeded
+    /// clusters of 100, 1,000 and 10,000 hosts, beside a greedy baseline.
+    Planner {
+        /// Only this cluster size (hosts).
+        #[arg(long)]
+        hosts: Option<usize>,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
@@ -62,5 +72,6 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
             rate,
             throughput,
         } => notify::run(incidents, rate, throughput),
+        Bench::Planner { hosts } => planner::run(hosts),
     }
 }
