@@ -1,14 +1,43 @@
-//! hyperwatch: the watchdog's command line. Subcommands arrive with their
-//! issues (serve, certs, policy, ack, notify).
+//! hyperwatch: the watchdog's command line. Parses flags and hands over to
+//! the library's subcommands (serve, certs, loadgen).
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hyperwatch::cli;
 
 /// hyperwatch, the watchdog of a hypervisor cluster.
 #[derive(Parser, Debug)]
 #[command(name = "hyperwatch", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    println!("{}", hyperwatch::version::describe());
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the watchdog: agents' streams, failure detection, HTTP API.
+    Serve(cli::serve::ServeArgs),
+    /// Make the cluster CA and agent/watchdog certificates.
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
+    /// Simulated agents for the ingest benchmark.
+    #[command(hide = true)]
+    Loadgen(cli::loadgen::LoadgenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            println!("{}", hyperwatch::version::describe());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Serve(args)) => cli::serve::run(args, &cli.log_level),
+        Some(Command::Certs(c)) => cli::certs::run(c),
+        Some(Command::Loadgen(args)) => cli::loadgen::run(args, &cli.log_level),
+    }
 }

@@ -1,0 +1,31 @@
+//! The watchdog's subcommands, one file each.
+//!
+//! * [`serve`]: run the watchdog.
+//! * [`certs`]: make the cluster CA and certificates.
+//! * [`loadgen`]: many simulated agents, for `cargo xtask bench ingest`.
+
+pub mod certs;
+pub mod loadgen;
+pub mod serve;
+
+/// Sets up structured logging to stderr.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
