@@ -9,6 +9,7 @@ use crate::{
     ebpf::{Ebpf, EbpfError},
     metrics::{Family, Kind},
     server,
+    stream::{self, EventSender, StreamHandle},
 };
 
 /// Errors that stop the agent.
@@ -21,12 +22,16 @@ pub enum AgentError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("stream to the watchdog: {0}")]
+    Stream(#[from] stream::session::StreamError),
 }
 
 /// Everything a scrape needs.
 pub struct Agent {
     registry: Registry,
     ebpf: Option<Arc<Ebpf>>,
+    /// The stream to the watchdog, when endpoints are configured.
+    stream: Option<Arc<StreamHandle>>,
 }
 
 impl Agent {
@@ -52,7 +57,18 @@ impl Agent {
             collectors = registry.names().collect::<Vec<_>>().join(","),
             "collectors enabled"
         );
-        Self { registry, ebpf }
+        let stream = (!config.stream.endpoints.is_empty())
+            .then(|| Arc::new(StreamHandle::new(config.stream.buffer_records)));
+        Self {
+            registry,
+            ebpf,
+            stream,
+        }
+    }
+
+    /// Emits events to the watchdog; None when no stream is configured.
+    pub fn events(&self) -> Option<EventSender> {
+        self.stream.as_ref().map(|s| s.events())
     }
 
     /// Whether the kernel programs are loaded.
@@ -84,6 +100,9 @@ impl Agent {
             )
             .with(if self.ebpf_enabled() { 1.0 } else { 0.0 }),
         );
+        if let Some(stream) = &self.stream {
+            families.extend(stream.families());
+        }
         families
     }
 }
@@ -109,10 +128,28 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(AgentError::Serve)?;
+    let mut tasks = Vec::new();
+    if let Some(handle) = agent.stream.clone() {
+        let settings = stream::session::Settings::load(&config, &handle, agent.ebpf_enabled())?;
+        let interval =
+            std::time::Duration::try_from_secs_f64(config.stream.telemetry_interval_seconds)
+                .unwrap_or(std::time::Duration::MAX);
+        let extra = config.stream.telemetry_metrics.clone();
+        tasks.push(tokio::spawn(stream::session::telemetry_loop(
+            handle.clone(),
+            agent.clone(),
+            interval,
+            extra,
+        )));
+        tasks.push(tokio::spawn(stream::session::run(handle, settings)));
+    }
     announce(addr);
-    server::serve(listener, agent.clone(), shutdown)
-        .await
-        .map_err(AgentError::Serve)?;
+    let served = server::serve(listener, agent.clone(), shutdown).await;
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    served.map_err(AgentError::Serve)?;
     tracing::info!("stopped serving; detaching eBPF programs");
     drop(agent);
     Ok(())

@@ -2,6 +2,7 @@
 //! that name file, line and column, and the collector switches.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -32,6 +33,12 @@ pub enum ConfigError {
         message: String,
         excerpt: String,
     },
+    #[error("{file}: {field}: {message}")]
+    Value {
+        file: String,
+        field: String,
+        message: String,
+    },
 }
 
 /// The whole agent configuration.
@@ -46,6 +53,82 @@ pub struct Config {
     pub ebpf: EbpfConfig,
     /// Per-collector settings.
     pub collectors: CollectorsConfig,
+    /// The stream to the watchdog (off while `endpoints` is empty).
+    pub stream: StreamConfig,
+    /// The named actions the watchdog may ask for, by name: the allowlist.
+    pub actions: BTreeMap<String, ActionConfig>,
+}
+
+/// The stream to the watchdog.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Watchdog URLs, tried in order with failover: `https://HOST:9478`, or
+    /// `http://` with `insecure`. Empty: no stream.
+    pub endpoints: Vec<String>,
+    /// This host's id; it must match the certificate's
+    /// spiffe://CLUSTER/host/HOST. Empty: the host name.
+    pub host_id: String,
+    /// The cluster CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This agent's certificate (PEM), from `hyperwatch certs issue --host`.
+    pub cert: PathBuf,
+    /// This agent's private key (PEM).
+    pub key: PathBuf,
+    /// Plain TCP without TLS, for local trials only (logged as a warning).
+    pub insecure: bool,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_seconds: f64,
+    /// Seconds between telemetry summaries.
+    pub telemetry_interval_seconds: f64,
+    /// Further metric families (by name) sent in every telemetry summary.
+    pub telemetry_metrics: Vec<String>,
+    /// Events and telemetry kept while the watchdog is unreachable; beyond
+    /// it the oldest are dropped and counted.
+    pub buffer_records: usize,
+    /// First reconnect delay, seconds (doubling, with jitter).
+    pub backoff_initial_seconds: f64,
+    /// Longest reconnect delay, seconds.
+    pub backoff_max_seconds: f64,
+    /// Bound on connecting and on the watchdog's welcome, seconds.
+    pub connect_timeout_seconds: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        let certs = Path::new("/etc/hyperwatch/certs");
+        Self {
+            endpoints: Vec::new(),
+            host_id: String::new(),
+            ca: certs.join("ca.pem"),
+            cert: certs.join("agent.pem"),
+            key: certs.join("agent.key"),
+            insecure: false,
+            heartbeat_interval_seconds: 1.0,
+            telemetry_interval_seconds: 10.0,
+            telemetry_metrics: Vec::new(),
+            buffer_records: 10_000,
+            backoff_initial_seconds: 0.5,
+            backoff_max_seconds: 10.0,
+            connect_timeout_seconds: 5.0,
+        }
+    }
+}
+
+/// One allowed action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// Program and arguments, run without a shell; an element `{NAME}` is
+    /// replaced by the command's argument NAME.
+    pub argv: Vec<String>,
+    /// Seconds before the action is killed.
+    #[serde(default = "default_action_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_action_timeout() -> f64 {
+    30.0
 }
 
 /// The HTTP endpoint.
@@ -248,6 +331,68 @@ impl CollectorsConfig {
 
 /// Parses configuration text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let config: Config = parse_toml(text, file)?;
+    check_stream(&config, file)?;
+    Ok(config)
+}
+
+/// Value checks of [stream] and [actions] that serde cannot express.
+fn check_stream(c: &Config, file: &str) -> Result<(), ConfigError> {
+    let s = &c.stream;
+    let fail = |field: &str, message: String| {
+        Err(ConfigError::Value {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            message,
+        })
+    };
+    for (field, v) in [
+        (
+            "stream.heartbeat_interval_seconds",
+            s.heartbeat_interval_seconds,
+        ),
+        (
+            "stream.telemetry_interval_seconds",
+            s.telemetry_interval_seconds,
+        ),
+        ("stream.backoff_initial_seconds", s.backoff_initial_seconds),
+        ("stream.backoff_max_seconds", s.backoff_max_seconds),
+        ("stream.connect_timeout_seconds", s.connect_timeout_seconds),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return fail(
+                field,
+                format!("must be a positive number of seconds, not {v}"),
+            );
+        }
+    }
+    if s.buffer_records == 0 {
+        return fail("stream.buffer_records", "must be at least 1".into());
+    }
+    let scheme = if s.insecure { "http://" } else { "https://" };
+    for e in &s.endpoints {
+        if !e.starts_with(scheme) {
+            return fail(
+                "stream.endpoints",
+                format!("{e:?} must start with {scheme} (insecure = {})", s.insecure),
+            );
+        }
+    }
+    for (name, a) in &c.actions {
+        if a.argv.is_empty() || a.argv[0].is_empty() {
+            return fail(&format!("actions.{name}.argv"), "needs a program".into());
+        }
+        if !(a.timeout_seconds.is_finite() && a.timeout_seconds > 0.0) {
+            return fail(
+                &format!("actions.{name}.timeout_seconds"),
+                "must be a positive number of seconds".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let (line, column) = line_column(text, offset);

@@ -218,11 +218,12 @@ impl Registry {
             .observe((lag.max(0) as f64) / 1e9);
     }
 
-    /// A telemetry summary arrived; returns the ack to send, None for a repeat.
-    pub fn telemetry(&self, entry: &HostEntry, t: v1::Telemetry) -> Option<v1::WatchdogMessage> {
+    /// A telemetry summary arrived; returns the ack to send (repeats are
+    /// acked too, so the agent frees them).
+    pub fn telemetry(&self, entry: &HostEntry, t: v1::Telemetry) -> v1::WatchdogMessage {
         let mut r = entry.lock().expect("host lock");
         if t.seq <= r.telemetry_through {
-            return None;
+            return ack(&r);
         }
         r.telemetry_through = t.seq;
         let t = Arc::new(t);

@@ -203,7 +203,7 @@ impl Ingest {
                 }
                 Some(Body::Telemetry(t)) => {
                     metrics.message("telemetry");
-                    self.registry.telemetry(entry, t)
+                    Some(self.registry.telemetry(entry, t))
                 }
                 Some(Body::Event(e)) => {
                     metrics.message("event");
