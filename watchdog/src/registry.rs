@@ -232,7 +232,7 @@ impl Registry {
         drop(r);
         self.events
             .publish(ClusterEvent::Telemetry { host, telemetry: t });
-        Some(ack)
+        ack
     }
 
     /// An agent event arrived; returns the ack to send. Repeats (same
