@@ -83,11 +83,12 @@ pub struct WatchdogProcess {
 }
 
 /// A watchdog configuration for `certs` on loopback; `stream_port` 0 picks
-/// a free port. `extra` is appended (more TOML).
+/// a free port. `extra` goes at the end of the [stream] table: more
+/// [stream] keys, then any further tables.
 pub fn watchdog_config(certs: &ClusterCerts, stream_port: u16, extra: &str) -> String {
     let p = |n: &str| certs.path(n).display().to_string();
     format!(
-        "[stream]\nlisten = \"127.0.0.1:{stream_port}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[stream]\nlisten = \"127.0.0.1:{stream_port}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}\n",
         p("ca.pem"),
         p("wd.pem"),
         p("wd.key")
@@ -311,4 +312,37 @@ pub fn start_agent(
     let path = dir.join(format!("agent-{name}.toml"));
     std::fs::write(&path, config)?;
     crate::process::AgentProcess::start(&["--config", path.to_str().context("utf-8 path")?])
+}
+
+/// Bound on agents coming up and being seen healthy.
+pub const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
+
+/// A cluster "e2e": a watchdog (with `watchdog_extra` TOML) and one agent
+/// per host name, each seen healthy with a few heartbeats.
+pub fn start_cluster(
+    hosts: &[&str],
+    watchdog_extra: &str,
+) -> anyhow::Result<(
+    ClusterCerts,
+    WatchdogProcess,
+    Vec<crate::process::AgentProcess>,
+)> {
+    let certs = ClusterCerts::new("e2e")?;
+    let watchdog = WatchdogProcess::start(
+        certs.dir.path(),
+        &watchdog_config(&certs, 0, watchdog_extra),
+    )?;
+    let mut agents = Vec::new();
+    for h in hosts {
+        certs.agent(h)?;
+        let config = agent_config(&certs, watchdog.stream_addr, h, h, "");
+        agents.push(start_agent(certs.dir.path(), h, &config)?);
+    }
+    for h in hosts {
+        watchdog.wait_for(&format!("{h} healthy"), HEALTHY_WITHIN, |w| {
+            Ok(w.host(h)?
+                .filter(|v| v["state"] == "healthy" && v["heartbeats"].as_u64() >= Some(3)))
+        })?;
+    }
+    Ok((certs, watchdog, agents))
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyperwatch_tests::{
     http,
     process::AgentProcess,
-    watchdog::{ClusterCerts, WatchdogProcess, agent_config, start_agent, watchdog_config},
+    watchdog::{ClusterCerts, WatchdogProcess, start_cluster},
 };
 use nix::{
     sys::signal::{Signal, kill},
@@ -20,25 +20,8 @@ use nix::{
 
 /// The bound on declaring a killed host failed.
 const FAILED_WITHIN: Duration = Duration::from_secs(3);
-/// Bound on agents coming up and being seen healthy.
-const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
-
 fn cluster(hosts: &[&str]) -> anyhow::Result<(ClusterCerts, WatchdogProcess, Vec<AgentProcess>)> {
-    let certs = ClusterCerts::new("e2e")?;
-    let watchdog = WatchdogProcess::start(certs.dir.path(), &watchdog_config(&certs, 0, ""))?;
-    let mut agents = Vec::new();
-    for h in hosts {
-        certs.agent(h)?;
-        let config = agent_config(&certs, watchdog.stream_addr, h, h, "");
-        agents.push(start_agent(certs.dir.path(), h, &config)?);
-    }
-    for h in hosts {
-        watchdog.wait_for(&format!("{h} healthy"), HEALTHY_WITHIN, |w| {
-            Ok(w.host(h)?
-                .filter(|v| v["state"] == "healthy" && v["heartbeats"].as_u64() >= Some(3)))
-        })?;
-    }
-    Ok((certs, watchdog, agents))
+    start_cluster(hosts, "")
 }
 
 fn signal(agent: &AgentProcess, s: Signal) {

@@ -37,6 +37,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     pub since: SystemTime,
     pub outbound: Outbound,
+    /// Told when a newer stream of the same host replaces this one.
+    pub replaced: Arc<tokio::sync::Notify>,
 }
 
 /// Everything known about one host.
@@ -150,6 +152,7 @@ impl Registry {
             }
             r.hello = hello.clone();
             if let Some(old) = r.connection.replace(connection) {
+                old.replaced.notify_one();
                 tracing::info!(host = %hello.host_id, old_peer = %old.peer, new_peer = %peer, "stream replaced by a newer one");
             }
             v1::WatchdogMessage {

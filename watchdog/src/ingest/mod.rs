@@ -147,7 +147,9 @@ impl stream_server::Stream for Ingest {
             peer: peer.addr,
             since: SystemTime::now(),
             outbound: tx.clone(),
+            replaced: Arc::new(tokio::sync::Notify::new()),
         };
+        let replaced = connection.replaced.clone();
         let connection_id = connection.id;
         let host = hello.host_id.clone();
         tracing::info!(%host, addr = %peer.addr, agent = %hello.agent_version, boot_id = %hello.boot_id, "agent connected");
@@ -156,7 +158,10 @@ impl stream_server::Stream for Ingest {
         let _ = tx.try_send(Ok(welcome));
         let this = self.clone();
         tokio::spawn(async move {
-            let reason = this.pump(&entry, &mut inbound, &tx).await;
+            let reason = tokio::select! {
+                reason = this.pump(&entry, &mut inbound, &tx) => reason,
+                _ = replaced.notified() => "replaced by a newer stream of the same host".into(),
+            };
             tracing::info!(%host, addr = %peer.addr, %reason, "agent stream ended");
             this.commands.connection_closed(connection_id);
             this.registry.detach(&entry, connection_id, reason);
