@@ -168,8 +168,8 @@ impl WatchdogProcess {
         }
         let text = std::fs::read_to_string(&self.config)?;
         let pinned = text.replacen(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"{}\"", self.stream_addr),
+            "[stream]\nlisten = \"127.0.0.1:0\"",
+            &format!("[stream]\nlisten = \"{}\"", self.stream_addr),
             1,
         );
         std::fs::write(&self.config, pinned)?;
