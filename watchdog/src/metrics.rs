@@ -41,61 +41,61 @@ impl Default for Metrics {
         let hosts = Family::<Labels, Gauge>::default();
         registry.register(
             "hyperwatch_hosts",
-            "Hosts known to the watchdog, by health state.",
+            "Hosts known to the watchdog, by health state",
             hosts.clone(),
         );
         let heartbeat_interarrival = Histogram::new(TIMING_BUCKETS);
         registry.register(
             "hyperwatch_heartbeat_interarrival_seconds",
-            "Time between consecutive heartbeats of a host, as the watchdog received them.",
+            "Time between consecutive heartbeats of a host, as the watchdog received them",
             heartbeat_interarrival.clone(),
         );
         let heartbeat_lag = Histogram::new(TIMING_BUCKETS);
         registry.register(
             "hyperwatch_heartbeat_lag_seconds",
-            "From an agent sending a heartbeat (its wall clock) to the watchdog having processed it; needs synchronised clocks.",
+            "From an agent sending a heartbeat (its wall clock) to the watchdog having processed it; needs synchronised clocks",
             heartbeat_lag.clone(),
         );
         let messages = Family::<Labels, Counter>::default();
         registry.register(
             "hyperwatch_stream_messages",
-            "Messages received from agents, by kind.",
+            "Messages received from agents, by kind",
             messages.clone(),
         );
         let connections = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "hyperwatch_stream_connections",
-            "Agent connections open now.",
+            "Agent connections open now",
             connections.clone(),
         );
         let connections_accepted = Counter::default();
         registry.register(
             "hyperwatch_stream_connections_accepted",
-            "Agent streams accepted (after TLS and hello).",
+            "Agent streams accepted (after TLS and hello)",
             connections_accepted.clone(),
         );
         let rejected = Family::<Labels, Counter>::default();
         registry.register(
             "hyperwatch_stream_rejected",
-            "Connections and streams refused, by reason.",
+            "Connections and streams refused, by reason",
             rejected.clone(),
         );
         let state_changes = Family::<Labels, Counter>::default();
         registry.register(
             "hyperwatch_host_state_changes",
-            "Host health state changes, by new state.",
+            "Host health state changes, by new state",
             state_changes.clone(),
         );
         let events = Family::<Labels, Counter>::default();
         registry.register(
             "hyperwatch_stream_events",
-            "Agent events by outcome: new, duplicate (dropped), gap (sequence numbers missing).",
+            "Agent events by outcome: new, duplicate (dropped), gap (sequence numbers missing)",
             events.clone(),
         );
         let commands = Family::<Labels, Counter>::default();
         registry.register(
             "hyperwatch_commands",
-            "Commands sent to agents, by outcome.",
+            "Commands sent to agents, by outcome",
             commands.clone(),
         );
         Self {

@@ -32,3 +32,17 @@ pub async fn shutdown_signal() {
         _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
     }
 }
+
+/// Lifts the open-files limit to its hard maximum: every agent (real or
+/// simulated) holds a socket.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+        }
+    }
+}

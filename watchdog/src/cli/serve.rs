@@ -45,6 +45,9 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     super::init_logging(log_level);
+    // Every agent holds a socket; the default soft limit (1024) would cap
+    // the cluster far below what the watchdog handles.
+    super::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

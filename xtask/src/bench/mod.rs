@@ -2,8 +2,10 @@
 //! runs, ratios measured in one run), never pass/fail thresholds.
 //!
 //! * [`agent`]: the agent's steady-state RSS and CPU time per scrape.
+//! * [`ingest`]: how many mutual-TLS agents one watchdog holds.
 
 mod agent;
+mod ingest;
 
 use clap::Subcommand;
 
@@ -16,10 +18,24 @@ pub enum Bench {
         #[arg(long, default_value_t = 300)]
         scrapes: usize,
     },
+    /// How many agents (mutual TLS, 1 Hz heartbeats, telemetry every 10 s)
+    /// one watchdog holds with p99 heartbeat lag under 100 ms, with its CPU
+    /// and RSS; the load generator runs on the same machine.
+    Ingest {
+        /// Host counts to try, in order; stops at the first not held.
+        #[arg(long, value_delimiter = ',', default_values_t = [2500, 5000, 10000, 15000])]
+        steps: Vec<usize>,
+        /// Seconds measured at each step.
+        #[arg(long, default_value_t = 30)]
+        window: u64,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
     match which {
         Bench::Agent { scrapes } => agent::run(scrapes),
+        Bench::Ingest { steps, window } => {
+            ingest::run(&steps, std::time::Duration::from_secs(window))
+        }
     }
 }
