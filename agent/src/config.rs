@@ -490,6 +490,35 @@ mod tests {
     }
 
     #[test]
+    fn stream_and_actions_parse_and_check() {
+        let text = "[stream]\nendpoints = ['https://wd1:9478', 'https://wd2:9478']\nhost_id = 'hv1'\n\n[actions.restart]\nargv = ['systemctl', 'restart', '{service}']\n";
+        let c = parse(text, "s.toml").unwrap();
+        assert_eq!(c.stream.endpoints.len(), 2);
+        assert_eq!(c.stream.heartbeat_interval_seconds, 1.0);
+        assert_eq!(c.actions["restart"].timeout_seconds, 30.0);
+        let msg = parse("[stream]\nendpoints = ['http://wd:9478']\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(
+                "t.toml: stream.endpoints: \"http://wd:9478\" must start with https://"
+            ),
+            "{msg}"
+        );
+        let msg = parse("[stream]\nheartbeat_interval_seconds = 0\n", "u.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("stream.heartbeat_interval_seconds"), "{msg}");
+        let msg = parse("[actions.x]\nargv = []\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("v.toml: actions.x.argv: needs a program"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn include_and_exclude_combine() {
         let text = "[collectors.netdev]\ndevice_include = '^(eth|en)'\ndevice_exclude = 'en1$'\n";
         let c = parse(text, "d.toml").unwrap();

@@ -36,6 +36,9 @@ pub struct HostSnapshot {
     pub telemetry_through: u64,
     /// Event sequence numbers that never arrived (agent buffer overflow).
     pub events_missing: u64,
+    /// Records the agent dropped from its full buffer, as of its last hello.
+    pub agent_dropped_events: u64,
+    pub agent_dropped_telemetry: u64,
     /// The most recent events, oldest first (only for a single host).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_events: Option<Vec<EventView>>,
@@ -68,6 +71,8 @@ impl HostSnapshot {
             events_through: r.events_through,
             telemetry_through: r.telemetry_through,
             events_missing: r.events_missing,
+            agent_dropped_events: r.hello.dropped_events,
+            agent_dropped_telemetry: r.hello.dropped_telemetry,
             recent_events: with_events.then(|| r.recent_events.iter().cloned().collect()),
         }
     }
