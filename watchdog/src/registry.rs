@@ -72,13 +72,21 @@ pub struct Registry {
     recovery: Duration,
     /// Origin of the watchdog clock the detectors run on.
     epoch: Instant,
+    /// The cluster's name, told to agents in the welcome.
+    cluster: String,
     pub events: ClusterEvents,
     pub metrics: Arc<Metrics>,
 }
 
 impl Registry {
-    pub fn new(detector: &DetectorConfig, events: ClusterEvents, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cluster: &str,
+        detector: &DetectorConfig,
+        events: ClusterEvents,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
+            cluster: cluster.to_owned(),
             hosts: RwLock::default(),
             params: detector.params(),
             recovery: detector.recovery(),
@@ -158,7 +166,7 @@ impl Registry {
             v1::WatchdogMessage {
                 body: Some(v1::watchdog_message::Body::Welcome(v1::Welcome {
                     protocol_version: hyperwatch_proto::PROTOCOL_VERSION,
-                    cluster: String::new(),
+                    cluster: self.cluster.clone(),
                     events_through: r.events_through,
                     telemetry_through: r.telemetry_through,
                 })),

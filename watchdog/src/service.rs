@@ -90,7 +90,12 @@ impl Watchdog {
         };
         let metrics = Arc::new(Metrics::default());
         let events = ClusterEvents::default();
-        let registry = Arc::new(Registry::new(&config.detector, events.clone(), metrics));
+        let registry = Arc::new(Registry::new(
+            &cluster,
+            &config.detector,
+            events.clone(),
+            metrics,
+        ));
         let commands = Arc::new(CommandRouter::new(
             registry.clone(),
             secs(config.commands.timeout_seconds),
