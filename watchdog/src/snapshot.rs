@@ -21,6 +21,8 @@ pub struct HostSnapshot {
     pub state_since: f64,
     pub connected: bool,
     pub peer: Option<String>,
+    /// Unix seconds since when the current stream is up.
+    pub connected_since: Option<f64>,
     pub boot_id: String,
     pub agent_version: String,
     pub agent_instance: u64,
@@ -53,6 +55,7 @@ impl HostSnapshot {
             state_since: unix_seconds(r.state_since),
             connected: r.connection.is_some(),
             peer: r.connection.as_ref().map(|c| c.peer.to_string()),
+            connected_since: r.connection.as_ref().map(|c| unix_seconds(c.since)),
             boot_id: r.hello.boot_id.clone(),
             agent_version: r.hello.agent_version.clone(),
             agent_instance: r.hello.agent_instance,

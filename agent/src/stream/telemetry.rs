@@ -37,7 +37,10 @@ impl Summariser {
         let available = scalar("node_memory_MemAvailable_bytes");
         t.memory_total_bytes = total.map(|v| v as u64);
         t.memory_used_bytes = total.zip(available).map(|(t, a)| (t - a).max(0.0) as u64);
-        if let Some(cpu) = find("node_cpu_seconds").map(cpu_totals) {
+        // Counter families are named without `_total` (the encoder adds it);
+        // accept the suffixed name too.
+        let cpu_family = find("node_cpu_seconds").or_else(|| find("node_cpu_seconds_total"));
+        if let Some(cpu) = cpu_family.map(cpu_totals) {
             if let Some((busy0, total0)) = self.previous_cpu {
                 let (busy, total) = (cpu.0 - busy0, cpu.1 - total0);
                 if total > 0.0 {
