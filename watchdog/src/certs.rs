@@ -216,8 +216,15 @@ pub fn init_dir(cluster: &str, dir: &Path) -> Result<(PathBuf, PathBuf), CertsEr
 /// Reads the CA in `dir` and the cluster name it carries.
 pub fn read_ca(dir: &Path) -> Result<CaPem, CertsError> {
     let (cert_path, key_path) = ca_paths(dir);
-    let cert = read(&cert_path)?;
-    let key = read(&key_path)?;
+    let no_ca = |e: CertsError| match e {
+        CertsError::Read { source, .. } => CertsError::NoCa {
+            dir: dir.to_owned(),
+            source,
+        },
+        other => other,
+    };
+    let cert = read(&cert_path).map_err(no_ca)?;
+    let key = read(&key_path).map_err(no_ca)?;
     let cluster = cluster_of_ca_pem(&cert).map_err(|message| CertsError::Parse {
         path: cert_path,
         message,
