@@ -34,6 +34,11 @@ pub enum CertsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no cluster CA in {} ({source}); create one with `hyperwatch certs init --cluster NAME --dir {}`", dir.display(), dir.display())]
+    NoCa {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
