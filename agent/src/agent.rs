@@ -11,9 +11,11 @@ use crate::{
     ebpf::{Ebpf, EbpfError},
     events::EventBus,
     exits::{self, ExitFeed},
+    forward,
     metrics::{Family, Kind},
     monitor, server,
     services::{self, ServiceStates},
+    stream::{self, EventSender, StreamHandle},
     vm::{self, VmInventory, tracker::VmTracker},
 };
 
@@ -27,6 +29,8 @@ pub enum AgentError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("stream to the watchdog: {0}")]
+    Stream(#[from] stream::session::StreamError),
 }
 
 /// Everything a scrape needs, and the state the background tasks share.
@@ -38,6 +42,8 @@ pub struct Agent {
     exits: Option<Arc<ExitFeed>>,
     vms: Arc<VmTracker>,
     services: Arc<ServiceStates>,
+    /// The stream to the watchdog, when endpoints are configured.
+    stream: Option<Arc<StreamHandle>>,
 }
 
 /// The agent's background tasks (exit events, stuck CPUs, eBPF budget, VM
@@ -93,9 +99,12 @@ impl Agent {
             collectors = registry.names().collect::<Vec<_>>().join(","),
             "collectors enabled"
         );
+        let stream = (!config.stream.endpoints.is_empty())
+            .then(|| Arc::new(StreamHandle::new(config.stream.buffer_records)));
         Self {
             registry,
             ebpf,
+            stream,
             config: config.clone(),
             bus: EventBus::new(),
             exits,
@@ -108,6 +117,11 @@ impl Agent {
     /// programs. Subscribe before [`Agent::start`] to see every event.
     pub fn events(&self) -> &EventBus {
         &self.bus
+    }
+
+    /// Emits events to the watchdog; None when no stream is configured.
+    pub fn watchdog_events(&self) -> Option<EventSender> {
+        self.stream.as_ref().map(|s| s.events())
     }
 
     /// Every process exit the kernel reports (None without eBPF); the
@@ -129,6 +143,10 @@ impl Agent {
     /// Starts the background tasks on the current tokio runtime.
     pub fn start(&self) -> BackgroundTasks {
         let mut tasks = Vec::new();
+        if let Some(sender) = self.watchdog_events() {
+            // Subscribed before any task below can publish.
+            tasks.push(tokio::spawn(forward::run(self.bus.subscribe(), sender)));
+        }
         let c = &self.config.collectors;
         if let (Some(ebpf), Some(feed)) = (&self.ebpf, &self.exits) {
             if let Some(ring) = ebpf.take_events() {
@@ -196,6 +214,9 @@ impl Agent {
             )
             .with(if self.ebpf_enabled() { 1.0 } else { 0.0 }),
         );
+        if let Some(stream) = &self.stream {
+            families.extend(stream.families());
+        }
         families
     }
 }
@@ -238,7 +259,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let agent = Arc::new(Agent::new(&config));
-    let tasks = agent.start();
+    let background = agent.start();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| AgentError::Listen {
@@ -246,12 +267,30 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(AgentError::Serve)?;
+    let mut tasks = Vec::new();
+    if let Some(handle) = agent.stream.clone() {
+        let settings = stream::session::Settings::load(&config, &handle, agent.ebpf_enabled())?;
+        let interval =
+            std::time::Duration::try_from_secs_f64(config.stream.telemetry_interval_seconds)
+                .unwrap_or(std::time::Duration::MAX);
+        let extra = config.stream.telemetry_metrics.clone();
+        tasks.push(tokio::spawn(stream::session::telemetry_loop(
+            handle.clone(),
+            agent.clone(),
+            interval,
+            extra,
+        )));
+        tasks.push(tokio::spawn(stream::session::run(handle, settings)));
+    }
     announce(addr);
-    server::serve(listener, agent.clone(), shutdown)
-        .await
-        .map_err(AgentError::Serve)?;
+    let served = server::serve(listener, agent.clone(), shutdown).await;
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    served.map_err(AgentError::Serve)?;
     tracing::info!("stopped serving; detaching eBPF programs");
-    drop(tasks);
+    drop(background);
     drop(agent);
     Ok(())
 }

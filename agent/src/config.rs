@@ -2,6 +2,7 @@
 //! that name file, line and column, and the collector switches.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -36,6 +37,12 @@ pub enum ConfigError {
         message: String,
         excerpt: String,
     },
+    #[error("{file}: {field}: {message}")]
+    Value {
+        file: String,
+        field: String,
+        message: String,
+    },
 }
 
 /// The whole agent configuration.
@@ -54,6 +61,10 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Watched services (`[[services]]`), each with one check.
     pub services: Services,
+    /// The stream to the watchdog (off while `endpoints` is empty).
+    pub stream: StreamConfig,
+    /// The named actions the watchdog may ask for, by name: the allowlist.
+    pub actions: BTreeMap<String, ActionConfig>,
 }
 
 /// Where the storage inventory looks: LVM volume groups, directory pools
@@ -71,6 +82,78 @@ pub struct StorageConfig {
     pub directory_pools: std::collections::BTreeMap<String, PathBuf>,
     /// Plain block devices by kernel name (`sdb`); partitions are LUNs.
     pub block_devices: Vec<String>,
+}
+
+/// The stream to the watchdog.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Watchdog URLs, tried in order with failover: `https://HOST:9478`, or
+    /// `http://` with `insecure`. Empty: no stream.
+    pub endpoints: Vec<String>,
+    /// This host's id; it must match the certificate's
+    /// spiffe://CLUSTER/host/HOST. Empty: the host name.
+    pub host_id: String,
+    /// The cluster CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This agent's certificate (PEM), from `hyperwatch certs issue --host`.
+    pub cert: PathBuf,
+    /// This agent's private key (PEM).
+    pub key: PathBuf,
+    /// Plain TCP without TLS, for local trials only (logged as a warning).
+    pub insecure: bool,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_seconds: f64,
+    /// Seconds between telemetry summaries.
+    pub telemetry_interval_seconds: f64,
+    /// Further metric families (by name) sent in every telemetry summary.
+    pub telemetry_metrics: Vec<String>,
+    /// Events and telemetry kept while the watchdog is unreachable; beyond
+    /// it the oldest are dropped and counted.
+    pub buffer_records: usize,
+    /// First reconnect delay, seconds (doubling, with jitter).
+    pub backoff_initial_seconds: f64,
+    /// Longest reconnect delay, seconds.
+    pub backoff_max_seconds: f64,
+    /// Bound on connecting and on the watchdog's welcome, seconds.
+    pub connect_timeout_seconds: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        let certs = Path::new("/etc/hyperwatch/certs");
+        Self {
+            endpoints: Vec::new(),
+            host_id: String::new(),
+            ca: certs.join("ca.pem"),
+            cert: certs.join("agent.pem"),
+            key: certs.join("agent.key"),
+            insecure: false,
+            heartbeat_interval_seconds: 1.0,
+            telemetry_interval_seconds: 10.0,
+            telemetry_metrics: Vec::new(),
+            buffer_records: 10_000,
+            backoff_initial_seconds: 0.5,
+            backoff_max_seconds: 10.0,
+            connect_timeout_seconds: 5.0,
+        }
+    }
+}
+
+/// One allowed action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// Program and arguments, run without a shell; an element `{NAME}` is
+    /// replaced by the command's argument NAME.
+    pub argv: Vec<String>,
+    /// Seconds before the action is killed.
+    #[serde(default = "default_action_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_action_timeout() -> f64 {
+    30.0
 }
 
 /// The HTTP endpoint.
@@ -315,6 +398,68 @@ impl CollectorsConfig {
 
 /// Parses configuration text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let config: Config = parse_toml(text, file)?;
+    check_stream(&config, file)?;
+    Ok(config)
+}
+
+/// Value checks of [stream] and [actions] that serde cannot express.
+fn check_stream(c: &Config, file: &str) -> Result<(), ConfigError> {
+    let s = &c.stream;
+    let fail = |field: &str, message: String| {
+        Err(ConfigError::Value {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            message,
+        })
+    };
+    for (field, v) in [
+        (
+            "stream.heartbeat_interval_seconds",
+            s.heartbeat_interval_seconds,
+        ),
+        (
+            "stream.telemetry_interval_seconds",
+            s.telemetry_interval_seconds,
+        ),
+        ("stream.backoff_initial_seconds", s.backoff_initial_seconds),
+        ("stream.backoff_max_seconds", s.backoff_max_seconds),
+        ("stream.connect_timeout_seconds", s.connect_timeout_seconds),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return fail(
+                field,
+                format!("must be a positive number of seconds, not {v}"),
+            );
+        }
+    }
+    if s.buffer_records == 0 {
+        return fail("stream.buffer_records", "must be at least 1".into());
+    }
+    let scheme = if s.insecure { "http://" } else { "https://" };
+    for e in &s.endpoints {
+        if !e.starts_with(scheme) {
+            return fail(
+                "stream.endpoints",
+                format!("{e:?} must start with {scheme} (insecure = {})", s.insecure),
+            );
+        }
+    }
+    for (name, a) in &c.actions {
+        if a.argv.is_empty() || a.argv[0].is_empty() {
+            return fail(&format!("actions.{name}.argv"), "needs a program".into());
+        }
+        if !(a.timeout_seconds.is_finite() && a.timeout_seconds > 0.0) {
+            return fail(
+                &format!("actions.{name}.timeout_seconds"),
+                "must be a positive number of seconds".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let (line, column) = line_column(text, offset);
@@ -407,6 +552,35 @@ mod tests {
         let msg = parse(text, "c.toml").unwrap_err().to_string();
         assert!(
             msg.starts_with("c.toml:2:18: invalid regular expression"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn stream_and_actions_parse_and_check() {
+        let text = "[stream]\nendpoints = ['https://wd1:9478', 'https://wd2:9478']\nhost_id = 'hv1'\n\n[actions.restart]\nargv = ['systemctl', 'restart', '{service}']\n";
+        let c = parse(text, "s.toml").unwrap();
+        assert_eq!(c.stream.endpoints.len(), 2);
+        assert_eq!(c.stream.heartbeat_interval_seconds, 1.0);
+        assert_eq!(c.actions["restart"].timeout_seconds, 30.0);
+        let msg = parse("[stream]\nendpoints = ['http://wd:9478']\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(
+                "t.toml: stream.endpoints: \"http://wd:9478\" must start with https://"
+            ),
+            "{msg}"
+        );
+        let msg = parse("[stream]\nheartbeat_interval_seconds = 0\n", "u.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("stream.heartbeat_interval_seconds"), "{msg}");
+        let msg = parse("[actions.x]\nargv = []\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("v.toml: actions.x.argv: needs a program"),
             "{msg}"
         );
     }

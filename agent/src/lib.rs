@@ -1,5 +1,5 @@
 //! hyperwatch-agent: measures a hypervisor or storage host and serves the
-//! figures to Prometheus (and, later, streams them to the watchdog).
+//! figures to Prometheus and streams them to the watchdog.
 //!
 //! Layout:
 //! * [`config`]: the TOML configuration, its embedded default and its errors.
@@ -17,6 +17,10 @@
 //! * [`vm`]: the VMs on this host: inventory, slots, usage.
 //! * [`services`]: the `[[services]]` checks.
 //! * [`clock`]: kernel timestamps to wall-clock time.
+//! * [`server`]: the HTTP endpoint (/metrics, /healthz, /, local events).
+//! * [`forward`]: the event bus, forwarded to the watchdog stream.
+//! * [`stream`]: heartbeats, telemetry and events to the watchdog, and the
+//!   allowlisted actions it may ask for.
 //! * [`agent`]: ties them together and runs until shutdown.
 
 pub mod agent;
@@ -27,11 +31,13 @@ pub mod ebpf;
 pub mod events;
 pub mod exits;
 pub mod exposition;
+pub mod forward;
 pub mod metrics;
 pub mod monitor;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod stream;
 pub mod stuck;
 pub mod vm;
 

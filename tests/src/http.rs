@@ -90,3 +90,18 @@ fn dechunk(mut body: &str) -> anyhow::Result<String> {
         body = rest[size..].trim_start_matches("\r\n");
     }
 }
+
+/// POST `body` (JSON) to `path`.
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw)
+}

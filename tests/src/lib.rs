@@ -3,6 +3,9 @@
 //!
 //! Layout:
 //! * [`process`]: locating the built binaries and the [`process::AgentProcess`] handle.
+//! * [`watchdog`]: the [`watchdog::WatchdogProcess`] handle, cluster
+//!   certificates and agent configurations that stream to it.
+//! * [`grpc`]: a raw gRPC-over-TLS client for feeding the watchdog bad input.
 //! * [`http`]: a minimal HTTP/1.1 client for scrapes and API calls.
 //! * [`ebpf`]: whether this run must exercise eBPF (root in CI) or may skip.
 //! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
@@ -13,8 +16,10 @@
 //! `cargo xtask test` runs it).
 
 pub mod ebpf;
+pub mod grpc;
 pub mod http;
 pub mod lvm;
 pub mod metrics;
 pub mod process;
 pub mod root;
+pub mod watchdog;

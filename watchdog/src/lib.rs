@@ -17,13 +17,39 @@
 //!   migration plan (rebalance and failover modes), and a plan verifier.
 //! * [`migration`]: the executor that carries a plan out through
 //!   actuators (qemu QMP, libvirt, a command template, simulated).
-//!
-//! The stream ingest, failure detector and policy runtime arrive with their issues.
+//! * [`config`]: the TOML configuration, its embedded default and its errors.
+//! * [`certs`]: the cluster CA and agent/watchdog certificates (rcgen).
+//! * [`tls`]: the perimeter: mutual TLS server setup, refusal reasons.
+//! * [`ingest`]: the gRPC stream service and connection admission.
+//! * [`detector`]: the pure phi-accrual failure detector of one host.
+//! * [`health`]: a host's health states and transitions (pure).
+//! * [`registry`]: all hosts, updated by ingest and the detector loop.
+//! * [`snapshot`]: serialisable views of hosts for readers.
+//! * [`events`]: [`events::ClusterEvents`], what later parts subscribe to.
+//! * [`commands`]: `send_command`, named actions to agents and their results.
+//! * [`metrics`]: the watchdog's own Prometheus metrics.
+//! * [`api`]: the HTTP JSON API and /metrics.
+//! * [`service`]: wiring it all into a running [`service::Watchdog`].
+//! * [`cli`]: the subcommands (serve, certs, loadgen), one file each.
 
+pub mod api;
+pub mod certs;
 pub mod channels;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod detector;
+pub mod events;
+pub mod health;
+pub mod ingest;
 pub mod lun_mover;
+pub mod metrics;
 pub mod migration;
 pub mod outbox;
 pub mod planner;
 pub mod rebalancer;
+pub mod registry;
+pub mod service;
+pub mod snapshot;
+pub mod tls;
 pub mod version;

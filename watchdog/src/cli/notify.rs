@@ -8,12 +8,12 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Context;
-use clap::Subcommand;
-use hyperwatch::{
+use crate::{
     channels::{ChannelSet, config, test_message},
     outbox::drill,
 };
+use anyhow::Context;
+use clap::Subcommand;
 
 /// Where the watchdog's configuration lives by default.
 const DEFAULT_CONFIG: &str = "/etc/hyperwatch/watchdog.toml";
