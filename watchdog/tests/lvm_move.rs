@@ -3,9 +3,11 @@
 //! data reads back identical (sha256) from its new PV.
 //!
 //! Needs root and a kernel with device-mapper (pvmove copies through a dm
-//! mirror). Without root it follows the root-test rule; on a kernel without
-//! device-mapper (Firecracker VMs such as this project's CI) it cannot run
-//! and says so loudly, failing instead when HYPERWATCH_REQUIRE_DM=1.
+//! mirror). This project's machines and CI run a kernel without
+//! device-mapper, so the test is `#[ignore]`d, shown as ignored rather than
+//! counted as passed; run it with `cargo test -p hyperwatch --test lvm_move
+//! -- --ignored` on a host with device-mapper. Run that way it fails, never
+//! skips, when device-mapper is missing.
 
 use std::{io::Write, sync::Arc};
 
@@ -20,19 +22,16 @@ use hyperwatch::{
 use hyperwatch_tests::lvm::{TEST_LVM_CONFIG, TestVolumeGroup, device_mapper};
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a kernel with device-mapper, which this project's machines lack"]
 async fn pvmove_moves_an_lv_and_its_data_reads_back_identical() {
     let name = "pvmove_moves_an_lv_and_its_data_reads_back_identical";
     if !hyperwatch_tests::root::available(name, "loop devices and LVM") {
         return;
     }
-    if !device_mapper() {
-        assert!(
-            std::env::var("HYPERWATCH_REQUIRE_DM").as_deref() != Ok("1"),
-            "{name}: HYPERWATCH_REQUIRE_DM=1 but this kernel has no device-mapper"
-        );
-        eprintln!("SKIPPED {name}: this kernel has no device-mapper, so pvmove cannot run");
-        return;
-    }
+    assert!(
+        device_mapper(),
+        "{name}: this kernel has no device-mapper, so pvmove cannot run"
+    );
     let vg = TestVolumeGroup::new("move", &[64, 64, 64], TEST_LVM_CONFIG).unwrap();
     vg.create_lv("data", 16, 0).unwrap();
     let dev = vg.lv_path("data");
