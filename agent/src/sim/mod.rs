@@ -97,8 +97,11 @@ pub async fn run(
     timeline.say(
         0.0,
         &format!(
-            "simulated {:?} with {} cores, {} VMs, {} devices, {} LUNs, {} services",
-            h.kind,
+            "simulated {} with {} cores, {} VMs, {} devices, {} LUNs, {} services",
+            match h.kind {
+                scenario::HostKind::Hypervisor => "hypervisor",
+                scenario::HostKind::Storage => "storage host",
+            },
             h.cores,
             h.vms.len(),
             h.devices.len(),

@@ -586,11 +586,30 @@ state = "down"
     }
 
     #[test]
+    fn the_shipped_scenarios_check() {
+        for (name, text) in [
+            ("hypervisor.toml", include_str!("../../sim/hypervisor.toml")),
+            (
+                "hypervisor-spare.toml",
+                include_str!("../../sim/hypervisor-spare.toml"),
+            ),
+            ("storage.toml", include_str!("../../sim/storage.toml")),
+            (
+                "storage-spare.toml",
+                include_str!("../../sim/storage-spare.toml"),
+            ),
+        ] {
+            let s = Scenario::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!s.vms.is_empty() || !s.devices.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_place() {
         let e = Scenario::parse(&HV.replace("cores = 8", "cores = 8\ncolour = 1"), "a.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("a.toml:7:1: unknown field `colour`"), "{e}");
+        assert!(e.starts_with("a.toml:6:1: unknown field `colour`"), "{e}");
         let e = Scenario::parse(&HV.replace("state = \"down\"", "iops = 3.0"), "b.toml")
             .unwrap_err()
             .to_string();
