@@ -510,3 +510,7 @@ pub fn monotonic_nanos() -> u64 {
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
