@@ -4,7 +4,10 @@
 //! hyperwatch_service_up), so dashboards, the telemetry summary and the
 //! watchdog cannot tell a simulated host from a real one by its figures.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use super::model::{LunState, SimHost};
 use crate::{
@@ -18,11 +21,13 @@ use crate::{
 /// Exports the model's figures.
 pub struct SimCollector {
     host: Arc<Mutex<SimHost>>,
+    /// The simulation's start: a scrape brings the model up to now.
+    start: Instant,
 }
 
 impl SimCollector {
-    pub fn new(host: Arc<Mutex<SimHost>>) -> Self {
-        Self { host }
+    pub fn new(host: Arc<Mutex<SimHost>>, start: Instant) -> Self {
+        Self { host, start }
     }
 }
 
@@ -32,7 +37,8 @@ impl Collector for SimCollector {
     }
 
     fn collect(&self, out: &mut Families) -> Result<(), CollectError> {
-        let h = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        h.advance(self.start.elapsed().as_secs_f64());
         host_families(&h, out);
         vm_families(&h, out);
         export(&storage_inventory(&h), out);

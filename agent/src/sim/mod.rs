@@ -74,9 +74,10 @@ pub async fn run(
     let timeline = Timeline {
         host: config.stream.host_id.clone(),
     };
+    let start = Instant::now();
     let agent = Arc::new(Agent::simulated(
         &config,
-        Box::new(collector::SimCollector::new(host.clone())),
+        Box::new(collector::SimCollector::new(host.clone(), start)),
     ));
     let handle = agent.stream_handle().cloned();
     let settings = match &handle {
@@ -111,7 +112,7 @@ pub async fn run(
     );
     drop(h);
     let tick = Duration::from_secs_f64(scenario.host.tick.0);
-    let stepper = tokio::spawn(step_loop(host, handle, tick, timeline));
+    let stepper = tokio::spawn(step_loop(host, handle, start, tick, timeline));
     serve(agent, &config, settings, vec![stepper], shutdown).await
 }
 
@@ -120,10 +121,10 @@ pub async fn run(
 async fn step_loop(
     host: Arc<Mutex<SimHost>>,
     handle: Option<Arc<crate::stream::StreamHandle>>,
+    start: Instant,
     tick: Duration,
     timeline: Timeline,
 ) {
-    let start = Instant::now();
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

@@ -282,12 +282,7 @@ impl SimHost {
     /// Advances to `now` seconds after the start: integrates load, fill and
     /// IO over the elapsed time, then applies the phases now due.
     pub fn step(&mut self, now: f64) -> Vec<Happening> {
-        let dt = now - self.now;
-        if dt > 0.0 {
-            self.now = now;
-            self.step_cpu(dt);
-            self.step_storage(dt);
-        }
+        self.advance(now);
         let mut out = Vec::new();
         while let Some(p) = self.phases.get(self.next_phase).filter(|p| p.at.0 <= now) {
             let p = p.clone();
@@ -295,6 +290,18 @@ impl SimHost {
             self.apply(&p, &mut out);
         }
         out
+    }
+
+    /// Integrates load, fill and IO up to `now` without applying phases:
+    /// a scrape calls it, so counters are exact at the moment they are read
+    /// (phases wait for the next [`SimHost::step`], at most a tick).
+    pub fn advance(&mut self, now: f64) {
+        let dt = now - self.now;
+        if dt > 0.0 {
+            self.now = now;
+            self.step_cpu(dt);
+            self.step_storage(dt);
+        }
     }
 
     fn jitter(&mut self) -> f64 {
