@@ -94,23 +94,21 @@ pub async fn run(
         }
         None => None,
     };
-    let h = host.lock().unwrap_or_else(|p| p.into_inner());
     timeline.say(
         0.0,
         &format!(
             "simulated {} with {} cores, {} VMs, {} devices, {} LUNs, {} services",
-            match h.kind {
+            match scenario.host.kind {
                 scenario::HostKind::Hypervisor => "hypervisor",
                 scenario::HostKind::Storage => "storage host",
             },
-            h.cores,
-            h.vms.len(),
-            h.devices.len(),
-            h.luns.len(),
-            h.services.len()
+            scenario.host.cores,
+            scenario.vms.len(),
+            scenario.devices.len(),
+            scenario.luns.len(),
+            scenario.services.len()
         ),
     );
-    drop(h);
     let tick = Duration::from_secs_f64(scenario.host.tick.0);
     let stepper = tokio::spawn(step_loop(host, handle, start, tick, timeline));
     serve(agent, &config, settings, vec![stepper], shutdown).await
