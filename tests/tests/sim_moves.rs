@@ -4,8 +4,9 @@
 //! views turn the registry into the planner's and the rebalancer's input;
 //! the `agent` actuator and the `agent` LUN mover carry the plans out; the
 //! registry and the API then show each VM and LUN at its destination and
-//! gone from its source. A migration the destination refuses is undone:
-//! the VM runs on at its source.
+//! gone from its source. A migration the destination refuses is undone
+//! (the VM runs on at its source); an interrupted LUN move is settled from
+//! its journal: rolled back before the destination serves, finished after.
 
 use std::{
     collections::BTreeMap,
@@ -14,19 +15,26 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::{sync::oneshot, task::JoinHandle};
+
 use anyhow::{Context, bail};
 use hyperwatch::{
     cluster_view::{HostCapacity, planner_snapshot, rebalancer_snapshot},
+    commands::CommandRouter,
     config,
-    lun_mover::{self, MoveOutcome, agent::AgentMover},
+    lun_mover::{
+        self, Cancel, Journal, LunMover, MoveOrder, MoveOutcome, Phase, Recovered,
+        agent::AgentMover,
+    },
     migration::{self, Actuator, MigrationRequest, agent::AgentActuator},
     planner::{self, Constraints, MoveKind, PlannerSettings},
     rebalancer::{self, Thresholds},
     registry::Registry,
-    service::Watchdog,
+    service::{ServiceError, Watchdog},
 };
 use hyperwatch_tests::{
     http,
+    process::AgentProcess,
     sim::start_simulated,
     watchdog::{ClusterCerts, watchdog_config},
 };
@@ -160,88 +168,155 @@ fn wait(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> anyhow:
     Ok(())
 }
 
-fn capacity(registry: &Registry, host: &str) -> Option<HostCapacity> {
-    registry.capacity().into_iter().find(|h| h.id == host)
+/// A watchdog in this process and simulated agents around it; stopped
+/// when dropped.
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    registry: Arc<Registry>,
+    commands: Arc<CommandRouter>,
+    api: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ServiceError>>>,
+    _agents: Vec<AgentProcess>,
+    _certs: ClusterCerts,
 }
 
-/// The state `host`'s inventory gives `vm`, if it lists it.
-fn vm_state(registry: &Registry, host: &str, vm: &str) -> Option<String> {
-    let h = capacity(registry, host)?;
-    h.inventory
-        .vms
-        .iter()
-        .find(|v| v.name == vm)
-        .map(|v| v.state.clone())
+impl Cluster {
+    /// The watchdog and one simulated agent per (host, scenario), each
+    /// seen with its inventory.
+    fn start(hosts: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let certs = ClusterCerts::new("e2e")?;
+        let text = watchdog_config(&certs, 0, "\n[commands]\ntimeout_seconds = 30.0\n");
+        let config = config::parse(&text, "watchdog.toml")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let watchdog = runtime.block_on(Watchdog::bind(config))?;
+        let (registry, commands) = (watchdog.registry.clone(), watchdog.commands.clone());
+        let (stream, api) = (watchdog.stream_addr, watchdog.http_addr);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = runtime.spawn(watchdog.run(async {
+            let _ = stopped.await;
+        }));
+        let agents = hosts
+            .iter()
+            .map(|(host, scenario)| start_simulated(&certs, stream, host, scenario))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cluster = Self {
+            runtime,
+            registry,
+            commands,
+            api,
+            stop: Some(stop),
+            server: Some(server),
+            _agents: agents,
+            _certs: certs,
+        };
+        wait("every host's inventory", READY_WITHIN, || {
+            hosts.iter().all(|(h, _)| {
+                cluster
+                    .capacity(h)
+                    .is_some_and(|c| c.inventory.revision > 0)
+            })
+        })?;
+        Ok(cluster)
+    }
+
+    fn capacity(&self, host: &str) -> Option<HostCapacity> {
+        self.registry.capacity().into_iter().find(|h| h.id == host)
+    }
+
+    /// The state `host`'s inventory gives `vm`, if it lists it.
+    fn vm_state(&self, host: &str, vm: &str) -> Option<String> {
+        let h = self.capacity(host)?;
+        h.inventory
+            .vms
+            .iter()
+            .find(|v| v.name == vm)
+            .map(|v| v.state.clone())
+    }
+
+    /// The LUNs `host` lists on `device`, with their states.
+    fn luns_on(&self, host: &str, device: &str) -> Vec<(String, String)> {
+        self.capacity(host)
+            .and_then(|h| {
+                let d = h.inventory.storage.iter().find(|d| d.name == device)?;
+                Some(
+                    d.luns
+                        .iter()
+                        .map(|l| (l.id.clone(), l.state.clone()))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    fn api(&self, path: &str) -> anyhow::Result<Value> {
+        let r = http::get(self.api, path, &[])?;
+        serde_json::from_str(&r.body).with_context(|| format!("GET {path}: {}", r.body))
+    }
+
+    fn mover(&self) -> AgentMover {
+        AgentMover::new(
+            self.registry.clone(),
+            self.commands.clone(),
+            self.runtime.handle().clone(),
+        )
+        .with_confirm_timeout(SEEN_WITHIN)
+    }
+
+    /// Sends `action` to `host`; its status.
+    fn command(&self, host: &str, action: &str, args: &[(&str, &str)]) -> anyhow::Result<String> {
+        let args = args
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let o = self
+            .runtime
+            .block_on(self.commands.send_command(host, action, args))?;
+        Ok(o.status.to_owned())
+    }
 }
 
-/// The LUN ids `host` lists on its device `device`, with their states.
-fn luns_on(registry: &Registry, host: &str, device: &str) -> Vec<(String, String)> {
-    capacity(registry, host)
-        .and_then(|h| {
-            let d = h.inventory.storage.iter().find(|d| d.name == device)?;
-            Some(
-                d.luns
-                    .iter()
-                    .map(|l| (l.id.clone(), l.state.clone()))
-                    .collect(),
-            )
-        })
-        .unwrap_or_default()
-}
-
-fn api(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
-    let r = http::get(addr, path, &[])?;
-    serde_json::from_str(&r.body).with_context(|| format!("GET {path}: {}", r.body))
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await });
+        }
+    }
 }
 
 #[test]
-fn the_agent_actuator_and_mover_move_vms_and_luns_between_simulated_hosts() -> anyhow::Result<()> {
-    let certs = ClusterCerts::new("e2e")?;
-    let text = watchdog_config(&certs, 0, "\n[commands]\ntimeout_seconds = 30.0\n");
-    let config = config::parse(&text, "watchdog.toml")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let watchdog = runtime.block_on(Watchdog::bind(config))?;
-    let (registry, commands) = (watchdog.registry.clone(), watchdog.commands.clone());
-    let (stream, api_addr) = (watchdog.stream_addr, watchdog.http_addr);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(watchdog.run(async {
-        let _ = stopped.await;
-    }));
-    let _agents = [
-        ("hv-a", HV_A),
-        ("hv-b", HV_B),
-        ("st-a", ST_A),
-        ("st-b", ST_B),
-    ]
-    .into_iter()
-    .map(|(host, scenario)| start_simulated(&certs, stream, host, scenario))
-    .collect::<anyhow::Result<Vec<_>>>()?;
+fn the_agent_actuator_moves_vms_off_an_overloaded_simulated_host() -> anyhow::Result<()> {
+    let c = Cluster::start(&[("hv-a", HV_A), ("hv-b", HV_B)])?;
     wait("every VM with three CPU samples", READY_WITHIN, || {
-        let hosts = registry.capacity();
-        hosts.len() == 4
-            && hosts.iter().filter(|h| h.id.starts_with("hv")).all(|h| {
-                !h.inventory.vms.is_empty()
-                    && h.inventory.vms.iter().all(|v| {
-                        h.usage
-                            .vms
-                            .get(&v.name)
-                            .is_some_and(|w| w.cpu_cores.len() >= 3)
-                    })
+        ["hv-a", "hv-b"].iter().all(|h| {
+            c.capacity(h).is_some_and(|h| {
+                h.inventory.vms.iter().all(|v| {
+                    h.usage
+                        .vms
+                        .get(&v.name)
+                        .is_some_and(|w| w.cpu_cores.len() >= 3)
+                })
             })
+        })
     })?;
 
     // Rebalance: the planner moves VMs off the overloaded hv-a, the agent
     // actuator carries the plan out through both agents.
-    let built = planner_snapshot(&registry.capacity(), Constraints::default());
+    let built = planner_snapshot(&c.registry.capacity(), Constraints::default());
     let plan = planner::rebalance(&built.snapshot, &PlannerSettings::default())?;
     assert!(
         !plan.migrations.is_empty(),
         "hv-a is over 90 % busy: {plan:?}"
     );
-    let actuator = Arc::new(AgentActuator::new(registry.clone(), commands.clone()));
+    let actuator = Arc::new(AgentActuator::new(c.registry.clone(), c.commands.clone()));
     let executor = migration::Executor::new(
         migration::ExecutorConfig {
             execute_rebalance: true,
@@ -253,28 +328,25 @@ fn the_agent_actuator_and_mover_move_vms_and_luns_between_simulated_hosts() -> a
         },
         actuator.clone(),
     );
-    let report = runtime.block_on(executor.run(&plan));
+    let report = c.runtime.block_on(executor.run(&plan));
     assert_eq!(report.done(), plan.migrations.len(), "{report:#?}");
     for m in &plan.migrations {
         assert_eq!(
             (m.source.as_str(), m.destination.as_str()),
             ("hv-a", "hv-b")
         );
-        assert_eq!(
-            vm_state(&registry, "hv-b", &m.vm).as_deref(),
-            Some("running")
-        );
+        assert_eq!(c.vm_state("hv-b", &m.vm).as_deref(), Some("running"));
         wait(&format!("{} gone from hv-a", m.vm), SEEN_WITHIN, || {
-            vm_state(&registry, "hv-a", &m.vm).is_none()
+            c.vm_state("hv-a", &m.vm).is_none()
         })?;
-        let b = api(api_addr, "/api/v1/hosts/hv-b")?;
+        let b = c.api("/api/v1/hosts/hv-b")?;
         let listed = b["inventory"]["vms"]
             .as_array()
             .unwrap()
             .iter()
             .any(|v| v["name"] == m.vm.as_str() && v["state"] == "running");
         assert!(listed, "the API shows {} at hv-b: {}", m.vm, b["inventory"]);
-        let a = api(api_addr, "/api/v1/hosts/hv-a")?;
+        let a = c.api("/api/v1/hosts/hv-a")?;
         assert!(
             !a["inventory"]["vms"]
                 .as_array()
@@ -293,7 +365,8 @@ fn the_agent_actuator_and_mover_move_vms_and_luns_between_simulated_hosts() -> a
         destination: "hv-b".into(),
         kind: MoveKind::Live,
     };
-    let refused = runtime
+    let refused = c
+        .runtime
         .block_on(actuator.transfer(&big))
         .unwrap_err()
         .to_string();
@@ -301,37 +374,33 @@ fn the_agent_actuator_and_mover_move_vms_and_luns_between_simulated_hosts() -> a
         refused.contains("vm-migrate-in on hv-b") && refused.contains("free"),
         "{refused}"
     );
-    assert_eq!(
-        vm_state(&registry, "hv-a", "big-1").as_deref(),
-        Some("migrating")
-    );
-    runtime.block_on(actuator.abort(&big))?;
+    assert_eq!(c.vm_state("hv-a", "big-1").as_deref(), Some("migrating"));
+    c.runtime.block_on(actuator.abort(&big))?;
     wait("big-1 running at hv-a again", SEEN_WITHIN, || {
-        vm_state(&registry, "hv-a", "big-1").as_deref() == Some("running")
+        c.vm_state("hv-a", "big-1").as_deref() == Some("running")
     })?;
-    assert_eq!(vm_state(&registry, "hv-b", "big-1"), None);
-    assert!(!runtime.block_on(actuator.confirm_running(&big))?);
+    assert_eq!(c.vm_state("hv-b", "big-1"), None);
+    assert!(!c.runtime.block_on(actuator.confirm_running(&big))?);
+    Ok(())
+}
 
-    // Storage: st-a's d1 is 90 % full; the rebalancer moves LUNs to st-b's
-    // d1 in the same shared group, the agent mover carries the moves out.
+#[test]
+fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()> {
+    let c = Cluster::start(&[("st-a", ST_A), ("st-b", ST_B)])?;
     wait("storage usage sampled", READY_WITHIN, || {
-        capacity(&registry, "st-a")
+        c.capacity("st-a")
             .is_some_and(|h| h.usage.luns.get("vol-1").is_some_and(|w| w.iops.len() >= 2))
     })?;
     let built = rebalancer_snapshot(
-        &registry.capacity(),
+        &c.registry.capacity(),
         &BTreeMap::new(),
         &Thresholds::default(),
         0.9,
     );
-    let lun_plan = rebalancer::plan(&built.snapshot)?;
-    assert!(
-        !lun_plan.moves.is_empty(),
-        "st-a/d1 is 90 % full: {lun_plan:?}"
-    );
+    let plan = rebalancer::plan(&built.snapshot)?;
+    assert!(!plan.moves.is_empty(), "st-a/d1 is 90 % full: {plan:?}");
     let journals = tempfile::tempdir()?;
-    let mover = AgentMover::new(registry.clone(), commands.clone(), runtime.handle().clone());
-    let lun_executor = lun_mover::Executor::new(
+    let executor = lun_mover::Executor::new(
         lun_mover::ExecutorConfig {
             state_dir: journals.path().to_owned(),
             dry_run: false,
@@ -339,49 +408,122 @@ fn the_agent_actuator_and_mover_move_vms_and_luns_between_simulated_hosts() -> a
             parallel: 2,
             move_timeout_seconds: 60,
         },
-        Arc::new(mover),
+        Arc::new(c.mover()),
     );
-    let outcomes = runtime.block_on(lun_executor.execute(&lun_plan))?;
+    let outcomes = c.runtime.block_on(executor.execute(&plan))?;
     assert!(
         outcomes.iter().all(|o| *o == MoveOutcome::Done),
         "{outcomes:?}"
     );
-    for m in &lun_plan.moves {
+    for m in &plan.moves {
         let lun = m.lun.strip_prefix("st-a/").context("a LUN of st-a")?;
         assert_eq!(m.to, "st-b/d1");
-        assert!(luns_on(&registry, "st-b", "d1").contains(&(lun.to_owned(), "active".to_owned())));
+        assert!(
+            c.luns_on("st-b", "d1")
+                .contains(&(lun.to_owned(), "active".to_owned()))
+        );
         wait(&format!("{lun} gone from st-a"), SEEN_WITHIN, || {
-            !luns_on(&registry, "st-a", "d1")
-                .iter()
-                .any(|(l, _)| l == lun)
+            !c.luns_on("st-a", "d1").iter().any(|(l, _)| l == lun)
         })?;
-        let map = api(api_addr, "/api/v1/storage")?;
-        let host = |id: &str| {
-            map["hosts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|h| h["host"] == id)
-                .cloned()
-                .unwrap()
+        let map = c.api("/api/v1/storage")?;
+        let on = |host: &str| {
+            map["hosts"].as_array().unwrap().iter().any(|h| {
+                h["host"] == host
+                    && h["devices"][0]["luns"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|l| l["id"] == lun)
+            })
         };
-        let on = |h: &Value| {
-            h["devices"][0]["luns"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|l| l["id"] == lun)
-        };
-        assert!(on(&host("st-b")) && !on(&host("st-a")), "{map}");
+        assert!(on("st-b") && !on("st-a"), "{map}");
     }
     assert_eq!(
         std::fs::read_dir(journals.path())?.count(),
         0,
         "every move settled"
     );
+    Ok(())
+}
 
-    let _ = stop.send(());
-    runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })???;
+#[test]
+fn an_interrupted_lun_move_is_rolled_back_or_finished() -> anyhow::Result<()> {
+    let c = Cluster::start(&[("st-a", ST_A), ("st-b", ST_B)])?;
+    let journals = tempfile::tempdir()?;
+    let mover = c.mover();
+
+    // The destination refuses (no such device): rolled back, served at
+    // the source as before.
+    let order = MoveOrder {
+        lun: "st-a/vol-1".into(),
+        from: "st-a/d1".into(),
+        to: "st-b/d9".into(),
+        bytes: 20 << 30,
+    };
+    let mut journal = Journal::create(journals.path(), mover.name(), &order)?;
+    let failed = mover
+        .run(&order, &mut journal, &Cancel::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        failed.contains("lun-migrate-in on st-b") && failed.contains("d9"),
+        "{failed}"
+    );
+    assert_eq!(mover.recover(&mut journal)?, Recovered::RolledBack);
+    journal.settle()?;
+    wait("vol-1 served at st-a again", SEEN_WITHIN, || {
+        c.luns_on("st-a", "d1")
+            .contains(&("vol-1".to_owned(), "active".to_owned()))
+    })?;
+
+    // The watchdog died after the copy, before the release: recovery sees
+    // the destination serving and releases the source.
+    let spec = r#"{"size_bytes":21474836480,"used_bytes":21474836480,"iops":50.0}"#;
+    let prepared = c.command(
+        "st-a",
+        "lun-migrate-out",
+        &[
+            ("lun", "vol-2"),
+            ("destination", "st-b"),
+            ("stage", "prepare"),
+        ],
+    )?;
+    assert_eq!(prepared, "succeeded");
+    let copied = c.command(
+        "st-b",
+        "lun-migrate-in",
+        &[
+            ("lun", "vol-2"),
+            ("source", "st-a"),
+            ("device", "d1"),
+            ("stage", "start"),
+            ("spec", spec),
+        ],
+    )?;
+    assert_eq!(copied, "succeeded");
+    let order = MoveOrder {
+        lun: "st-a/vol-2".into(),
+        from: "st-a/d1".into(),
+        to: "st-b/d1".into(),
+        bytes: 20 << 30,
+    };
+    let mut journal = Journal::create(journals.path(), mover.name(), &order)?;
+    journal.advance(Phase::Copied, &[])?;
+    wait("vol-2 served at st-b", SEEN_WITHIN, || {
+        c.luns_on("st-b", "d1")
+            .contains(&("vol-2".to_owned(), "active".to_owned()))
+    })?;
+    assert_eq!(
+        c.luns_on("st-a", "d1")
+            .iter()
+            .find(|(l, _)| l == "vol-2")
+            .map(|(_, s)| s.as_str()),
+        Some("leaving")
+    );
+    assert_eq!(mover.recover(&mut journal)?, Recovered::Finished);
+    journal.settle()?;
+    wait("vol-2 released at st-a", SEEN_WITHIN, || {
+        !c.luns_on("st-a", "d1").iter().any(|(l, _)| l == "vol-2")
+    })?;
     Ok(())
 }
