@@ -22,6 +22,7 @@ use hyperwatch::{
     cluster_view::{HostCapacity, planner_snapshot, rebalancer_snapshot},
     commands::CommandRouter,
     config,
+    health::HostState,
     lun_mover::{
         self, Cancel, Journal, LunMover, MoveOrder, MoveOutcome, Phase, Recovered,
         agent::AgentMover,
@@ -109,6 +110,30 @@ memory = "2 GiB"
 cpu_cores = 0.2
 "#;
 
+/// A host that will die, with two VMs.
+const HV_C: &str = r#"
+[host]
+name = "hv-c"
+kind = "hypervisor"
+cores = 8
+memory = "32 GiB"
+tick = 0.2
+
+[[vms]]
+name = "app-1"
+vcpus = 2
+memory = "4 GiB"
+cpu_cores = 1.0
+priority = 5
+
+[[vms]]
+name = "app-2"
+vcpus = 2
+memory = "4 GiB"
+cpu_cores = 0.5
+priority = 1
+"#;
+
 /// d1 at 90 % of its capacity, over the rebalancer's 80 % line.
 const ST_A: &str = r#"
 [host]
@@ -177,7 +202,7 @@ struct Cluster {
     api: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), ServiceError>>>,
-    _agents: Vec<AgentProcess>,
+    agents: Vec<AgentProcess>,
     _certs: ClusterCerts,
 }
 
@@ -210,7 +235,7 @@ impl Cluster {
             api,
             stop: Some(stop),
             server: Some(server),
-            _agents: agents,
+            agents,
             _certs: certs,
         };
         wait("every host's inventory", READY_WITHIN, || {
@@ -381,6 +406,56 @@ fn the_agent_actuator_moves_vms_off_an_overloaded_simulated_host() -> anyhow::Re
     })?;
     assert_eq!(c.vm_state("hv-b", "big-1"), None);
     assert!(!c.runtime.block_on(actuator.confirm_running(&big))?);
+    Ok(())
+}
+
+#[test]
+fn the_agent_actuator_restarts_a_dead_hosts_vms_elsewhere() -> anyhow::Result<()> {
+    let mut c = Cluster::start(&[("hv-c", HV_C), ("hv-b", HV_B)])?;
+    drop(c.agents.remove(0)); // SIGKILL: hv-c dies with its VMs.
+    wait("hv-c failed", READY_WITHIN, || {
+        c.capacity("hv-c")
+            .is_some_and(|h| h.state == HostState::Failed)
+    })?;
+    let built = planner_snapshot(&c.registry.capacity(), Constraints::default());
+    let plan = planner::failover(&built.snapshot, &PlannerSettings::default())?;
+    let moved: Vec<(&str, MoveKind)> = plan
+        .migrations
+        .iter()
+        .map(|m| (m.vm.as_str(), m.kind))
+        .collect();
+    assert_eq!(
+        moved,
+        [("app-1", MoveKind::Restart), ("app-2", MoveKind::Restart)],
+        "priority order"
+    );
+    let actuator = Arc::new(AgentActuator::new(c.registry.clone(), c.commands.clone()));
+    let executor = migration::Executor::new(
+        migration::ExecutorConfig {
+            confirm_poll_ms: 50,
+            migration_timeout_secs: 30,
+            confirm_timeout_secs: 10,
+            cleanup_timeout_secs: 10,
+            ..Default::default()
+        },
+        actuator,
+    );
+    let report = c.runtime.block_on(executor.run(&plan));
+    assert_eq!(report.done(), 2, "{report:#?}");
+    for vm in ["app-1", "app-2"] {
+        assert_eq!(c.vm_state("hv-b", vm).as_deref(), Some("running"));
+    }
+    let after = planner_snapshot(&c.registry.capacity(), Constraints::default());
+    assert!(
+        after.snapshot.vms.iter().all(|v| v.host == "hv-b"),
+        "{:?}",
+        after.snapshot.vms
+    );
+    let again = planner::failover(&after.snapshot, &PlannerSettings::default())?;
+    assert!(
+        again.migrations.is_empty(),
+        "nothing is left to fail over: {again:?}"
+    );
     Ok(())
 }
 

@@ -13,16 +13,19 @@ use crate::{
     planner::{self, ClusterSnapshot, Constraints},
 };
 
-/// How much a copy of a VM counts, by its state: running beats migrating
-/// (the source copy of a move) beats paused. Other states (shut off,
-/// arriving) occupy nothing the planner should count.
-fn rank(state: &str) -> Option<u8> {
-    match state {
-        "running" | "" => Some(3),
-        "migrating" => Some(2),
-        "paused" => Some(1),
-        _ => None,
-    }
+/// How much a copy of a VM counts: any copy on a live host beats the
+/// last-known copy on a failed one (a VM failed over runs where it was
+/// restarted), then running beats migrating (the source copy of a move)
+/// beats paused. Other states (shut off, arriving) occupy nothing the
+/// planner should count.
+fn rank(state: &str, host_failed: bool) -> Option<u8> {
+    let by_state = match state {
+        "running" | "" => 3,
+        "migrating" => 2,
+        "paused" => 1,
+        _ => return None,
+    };
+    Some(if host_failed { by_state } else { by_state + 10 })
 }
 
 /// The planner's snapshot of `hosts` under `constraints`.
@@ -54,7 +57,9 @@ pub fn planner_snapshot(
             headroom: None,
         });
         for v in &h.inventory.vms {
-            let Some(r) = rank(&v.state) else { continue };
+            let Some(r) = rank(&v.state, state == planner::HostState::Failed) else {
+                continue;
+            };
             let window = h.usage.vms.get(&v.name);
             let vm = planner::Vm {
                 id: v.name.clone(),
@@ -213,6 +218,22 @@ mod tests {
         assert_eq!(at, [("db-1", "hv-a"), ("web-1", "hv-b")]);
         assert_eq!(built.notes.len(), 1, "{:?}", built.notes);
         assert!(built.notes[0].contains("hv-b counts"), "{:?}", built.notes);
+    }
+
+    #[test]
+    fn a_vm_failed_over_counts_where_it_was_restarted() {
+        let mut a = host("hv-a", &[vm("web-1", "running")]);
+        a.state = health::HostState::Failed;
+        let b = host("hv-b", &[vm("web-1", "running")]);
+        let built = planner_snapshot(&[a.capacity, b.capacity], Constraints::default());
+        assert_eq!(built.snapshot.vms.len(), 1);
+        assert_eq!(built.snapshot.vms[0].host, "hv-b");
+        let plan =
+            planner::failover(&built.snapshot, &planner::PlannerSettings::default()).unwrap();
+        assert!(
+            plan.migrations.is_empty(),
+            "nothing left to fail over: {plan:?}"
+        );
     }
 
     #[test]
