@@ -148,6 +148,37 @@ impl Agent {
         }
     }
 
+    /// Where this host's inventory comes from: the host itself, the VM
+    /// tracker when the `vm` collector runs, the storage backends when the
+    /// `storage` collector runs and any are configured.
+    fn inventory_sources(&self) -> RealSources {
+        let config = &self.config;
+        let c = &config.collectors;
+        let s = &config.storage;
+        let storage = c.storage.enabled
+            && !(s.lvm_volume_groups.is_empty()
+                && s.directory_pools.is_empty()
+                && s.block_devices.is_empty());
+        let mut base = stream::identity::inventory(&config.paths.procfs);
+        if c.vm.enabled {
+            base.roles.push(inventory::ROLE_HYPERVISOR.into());
+        }
+        if storage {
+            base.roles.push(inventory::ROLE_STORAGE.into());
+        }
+        RealSources {
+            base,
+            vms: c.vm.enabled.then(|| self.vms.clone()),
+            storage: storage.then(|| {
+                (
+                    config.storage.clone(),
+                    config.paths.procfs.clone(),
+                    config.paths.sysfs.clone(),
+                )
+            }),
+        }
+    }
+
     /// The stream's shared state, when a stream is configured.
     pub fn stream_handle(&self) -> Option<&Arc<StreamHandle>> {
         self.stream.as_ref()
@@ -297,32 +328,9 @@ pub async fn run(
     let mut tasks = Vec::new();
     let settings = match agent.stream.clone() {
         Some(handle) => {
-            let c = &config.collectors;
-            let s = &config.storage;
-            let storage_configured = !s.lvm_volume_groups.is_empty()
-                || !s.directory_pools.is_empty()
-                || !s.block_devices.is_empty();
-            let mut base = stream::identity::inventory(&config.paths.procfs);
-            if c.vm.enabled {
-                base.roles.push(inventory::ROLE_HYPERVISOR.into());
-            }
-            if c.storage.enabled && storage_configured {
-                base.roles.push(inventory::ROLE_STORAGE.into());
-            }
-            let sources = RealSources {
-                base,
-                vms: c.vm.enabled.then(|| agent.vms.clone()),
-                storage: (c.storage.enabled && storage_configured).then(|| {
-                    (
-                        config.storage.clone(),
-                        config.paths.procfs.clone(),
-                        config.paths.sysfs.clone(),
-                    )
-                }),
-            };
             tasks.push(tokio::spawn(inventory::watch_real(
                 handle.inventory.clone(),
-                sources,
+                agent.inventory_sources(),
             )));
             Some(Settings::load(&config, &handle, agent.ebpf_enabled())?)
         }
