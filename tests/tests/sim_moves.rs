@@ -8,20 +8,11 @@
 //! (the VM runs on at its source); an interrupted LUN move is settled from
 //! its journal: rolled back before the destination serves, finished after.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use tokio::{sync::oneshot, task::JoinHandle};
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use hyperwatch::{
-    cluster_view::{HostCapacity, planner_snapshot, rebalancer_snapshot},
-    commands::CommandRouter,
-    config,
+    cluster_view::{planner_snapshot, rebalancer_snapshot},
     health::HostState,
     lun_mover::{
         self, Cancel, Journal, LunMover, MoveOrder, MoveOutcome, Phase, Recovered,
@@ -30,21 +21,26 @@ use hyperwatch::{
     migration::{self, Actuator, MigrationRequest, agent::AgentActuator},
     planner::{self, Constraints, MoveKind, PlannerSettings},
     rebalancer::{self, Thresholds},
-    registry::Registry,
-    service::{ServiceError, Watchdog},
 };
-use hyperwatch_tests::{
-    http,
-    process::AgentProcess,
-    sim::start_simulated,
-    watchdog::{ClusterCerts, watchdog_config},
-};
-use serde_json::Value;
+use hyperwatch_tests::sim::{SimCluster, wait_until as wait};
 
-/// Bound on hosts connecting and their windows filling.
+/// Bound on the usage windows filling.
 const READY_WITHIN: Duration = Duration::from_secs(40);
 /// Bound on an inventory change reaching the registry.
 const SEEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// The watchdog waits up to 30 s for a command's result (a copy).
+const COMMANDS: &str = "\n[commands]\ntimeout_seconds = 30.0\n";
+
+/// The agent mover of `c`, waiting at most SEEN_WITHIN for confirmations.
+fn mover(c: &SimCluster) -> AgentMover {
+    AgentMover::new(
+        c.registry.clone(),
+        c.commands.clone(),
+        c.runtime.handle().clone(),
+    )
+    .with_confirm_timeout(SEEN_WITHIN)
+}
 
 /// Overloaded: 7.4 of 8 cores busy. big-1 fits nowhere else.
 const HV_A: &str = r#"
@@ -181,145 +177,9 @@ capacity = "100 GiB"
 used = "10 GiB"
 "#;
 
-/// Polls `check` every 50 ms until it is true or `limit` passes.
-fn wait(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// A watchdog in this process and simulated agents around it; stopped
-/// when dropped.
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    registry: Arc<Registry>,
-    commands: Arc<CommandRouter>,
-    api: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), ServiceError>>>,
-    agents: Vec<AgentProcess>,
-    _certs: ClusterCerts,
-}
-
-impl Cluster {
-    /// The watchdog and one simulated agent per (host, scenario), each
-    /// seen with its inventory.
-    fn start(hosts: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let certs = ClusterCerts::new("e2e")?;
-        let text = watchdog_config(&certs, 0, "\n[commands]\ntimeout_seconds = 30.0\n");
-        let config = config::parse(&text, "watchdog.toml")?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let watchdog = runtime.block_on(Watchdog::bind(config))?;
-        let (registry, commands) = (watchdog.registry.clone(), watchdog.commands.clone());
-        let (stream, api) = (watchdog.stream_addr, watchdog.http_addr);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = runtime.spawn(watchdog.run(async {
-            let _ = stopped.await;
-        }));
-        let agents = hosts
-            .iter()
-            .map(|(host, scenario)| start_simulated(&certs, stream, host, scenario))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let cluster = Self {
-            runtime,
-            registry,
-            commands,
-            api,
-            stop: Some(stop),
-            server: Some(server),
-            agents,
-            _certs: certs,
-        };
-        wait("every host's inventory", READY_WITHIN, || {
-            hosts.iter().all(|(h, _)| {
-                cluster
-                    .capacity(h)
-                    .is_some_and(|c| c.inventory.revision > 0)
-            })
-        })?;
-        Ok(cluster)
-    }
-
-    fn capacity(&self, host: &str) -> Option<HostCapacity> {
-        self.registry.capacity().into_iter().find(|h| h.id == host)
-    }
-
-    /// The state `host`'s inventory gives `vm`, if it lists it.
-    fn vm_state(&self, host: &str, vm: &str) -> Option<String> {
-        let h = self.capacity(host)?;
-        h.inventory
-            .vms
-            .iter()
-            .find(|v| v.name == vm)
-            .map(|v| v.state.clone())
-    }
-
-    /// The LUNs `host` lists on `device`, with their states.
-    fn luns_on(&self, host: &str, device: &str) -> Vec<(String, String)> {
-        self.capacity(host)
-            .and_then(|h| {
-                let d = h.inventory.storage.iter().find(|d| d.name == device)?;
-                Some(
-                    d.luns
-                        .iter()
-                        .map(|l| (l.id.clone(), l.state.clone()))
-                        .collect(),
-                )
-            })
-            .unwrap_or_default()
-    }
-
-    fn api(&self, path: &str) -> anyhow::Result<Value> {
-        let r = http::get(self.api, path, &[])?;
-        serde_json::from_str(&r.body).with_context(|| format!("GET {path}: {}", r.body))
-    }
-
-    fn mover(&self) -> AgentMover {
-        AgentMover::new(
-            self.registry.clone(),
-            self.commands.clone(),
-            self.runtime.handle().clone(),
-        )
-        .with_confirm_timeout(SEEN_WITHIN)
-    }
-
-    /// Sends `action` to `host`; its status.
-    fn command(&self, host: &str, action: &str, args: &[(&str, &str)]) -> anyhow::Result<String> {
-        let args = args
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let o = self
-            .runtime
-            .block_on(self.commands.send_command(host, action, args))?;
-        Ok(o.status.to_owned())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = self
-                .runtime
-                .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await });
-        }
-    }
-}
-
 #[test]
 fn the_agent_actuator_moves_vms_off_an_overloaded_simulated_host() -> anyhow::Result<()> {
-    let c = Cluster::start(&[("hv-a", HV_A), ("hv-b", HV_B)])?;
+    let c = SimCluster::start(&[("hv-a", HV_A), ("hv-b", HV_B)], COMMANDS)?;
     wait("every VM with three CPU samples", READY_WITHIN, || {
         ["hv-a", "hv-b"].iter().all(|h| {
             c.capacity(h).is_some_and(|h| {
@@ -364,14 +224,14 @@ fn the_agent_actuator_moves_vms_off_an_overloaded_simulated_host() -> anyhow::Re
         wait(&format!("{} gone from hv-a", m.vm), SEEN_WITHIN, || {
             c.vm_state("hv-a", &m.vm).is_none()
         })?;
-        let b = c.api("/api/v1/hosts/hv-b")?;
+        let b = c.get_json("/api/v1/hosts/hv-b")?;
         let listed = b["inventory"]["vms"]
             .as_array()
             .unwrap()
             .iter()
             .any(|v| v["name"] == m.vm.as_str() && v["state"] == "running");
         assert!(listed, "the API shows {} at hv-b: {}", m.vm, b["inventory"]);
-        let a = c.api("/api/v1/hosts/hv-a")?;
+        let a = c.get_json("/api/v1/hosts/hv-a")?;
         assert!(
             !a["inventory"]["vms"]
                 .as_array()
@@ -411,7 +271,7 @@ fn the_agent_actuator_moves_vms_off_an_overloaded_simulated_host() -> anyhow::Re
 
 #[test]
 fn the_agent_actuator_restarts_a_dead_hosts_vms_elsewhere() -> anyhow::Result<()> {
-    let mut c = Cluster::start(&[("hv-c", HV_C), ("hv-b", HV_B)])?;
+    let mut c = SimCluster::start(&[("hv-c", HV_C), ("hv-b", HV_B)], COMMANDS)?;
     drop(c.agents.remove(0)); // SIGKILL: hv-c dies with its VMs.
     wait("hv-c failed", READY_WITHIN, || {
         c.capacity("hv-c")
@@ -461,7 +321,7 @@ fn the_agent_actuator_restarts_a_dead_hosts_vms_elsewhere() -> anyhow::Result<()
 
 #[test]
 fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()> {
-    let c = Cluster::start(&[("st-a", ST_A), ("st-b", ST_B)])?;
+    let c = SimCluster::start(&[("st-a", ST_A), ("st-b", ST_B)], COMMANDS)?;
     wait("storage usage sampled", READY_WITHIN, || {
         c.capacity("st-a")
             .is_some_and(|h| h.usage.luns.get("vol-1").is_some_and(|w| w.iops.len() >= 2))
@@ -483,7 +343,7 @@ fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()
             parallel: 2,
             move_timeout_seconds: 60,
         },
-        Arc::new(c.mover()),
+        Arc::new(mover(&c)),
     );
     let outcomes = c.runtime.block_on(executor.execute(&plan))?;
     assert!(
@@ -500,7 +360,7 @@ fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()
         wait(&format!("{lun} gone from st-a"), SEEN_WITHIN, || {
             !c.luns_on("st-a", "d1").iter().any(|(l, _)| l == lun)
         })?;
-        let map = c.api("/api/v1/storage")?;
+        let map = c.get_json("/api/v1/storage")?;
         let on = |host: &str| {
             map["hosts"].as_array().unwrap().iter().any(|h| {
                 h["host"] == host
@@ -523,9 +383,9 @@ fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()
 
 #[test]
 fn an_interrupted_lun_move_is_rolled_back_or_finished() -> anyhow::Result<()> {
-    let c = Cluster::start(&[("st-a", ST_A), ("st-b", ST_B)])?;
+    let c = SimCluster::start(&[("st-a", ST_A), ("st-b", ST_B)], COMMANDS)?;
     let journals = tempfile::tempdir()?;
-    let mover = c.mover();
+    let mover = mover(&c);
 
     // The destination refuses (no such device): rolled back, served at
     // the source as before.

@@ -9,8 +9,10 @@
 //! processes, each with its own host id and certificate.
 //!
 //! Layout:
-//! * [`scenario`]: the scenario file and its checks.
-//! * [`model`]: the simulated host and its step (pure, seeded).
+//! * [`scenario`]: the scenario file and its checks; [`units`]: its sizes
+//!   and times.
+//! * [`model`]: the simulated host and its step (pure, seeded);
+//!   [`moves`]: VMs and LUNs leaving and arriving.
 //! * [`collector`]: the model's /metrics.
 //! * [`inventory`]: the model's inventory for the stream.
 //! * [`commands`]: the watchdog's commands, carried out on the model.
@@ -19,7 +21,9 @@ pub mod collector;
 pub mod commands;
 pub mod inventory;
 pub mod model;
+pub mod moves;
 pub mod scenario;
+pub mod units;
 
 use std::{
     future::Future,
