@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::scenario::{HostEvent, HostKind, PhaseSpec, Scenario, ServiceState};
+use super::{
+    scenario::{HostEvent, HostKind, PhaseSpec, Scenario, ServiceState},
+    units::human_bytes,
+};
 
 /// Load averages decay like the kernel's: over 1, 5 and 15 minutes.
 const LOAD_WINDOWS: [f64; 3] = [60.0, 300.0, 900.0];
@@ -401,13 +404,16 @@ impl SimHost {
             }
             if let Some(r) = p.resident {
                 vm.profile.resident_bytes = r.0.min(vm.profile.memory_bytes);
-                said(format!("vm {name} resident memory goes to {} bytes", r.0));
+                said(format!(
+                    "vm {name} resident memory goes to {}",
+                    human_bytes(r.0)
+                ));
             }
         } else if let Some(id) = &p.device {
             let d = self.devices.get_mut(id).expect("checked in the scenario");
             if let Some(f) = p.fill_per_second {
                 d.fill_per_second = f.0 as f64;
-                said(format!("device {id} fills at {} bytes/s", f.0));
+                said(format!("device {id} fills at {}/s", human_bytes(f.0)));
             }
             if let Some(i) = p.iops {
                 d.iops = i;
@@ -429,7 +435,7 @@ impl SimHost {
             };
             if let Some(f) = p.fill_per_second {
                 lun.fill_per_second = f.0 as f64;
-                said(format!("lun {id} fills at {} bytes/s", f.0));
+                said(format!("lun {id} fills at {}/s", human_bytes(f.0)));
             }
             if let Some(i) = p.iops {
                 lun.iops = i;

@@ -104,3 +104,27 @@ impl<'de> Deserialize<'de> for Seconds {
         d.deserialize_any(V)
     }
 }
+
+/// `bytes` in the largest binary unit that keeps it at 1 or more, for the
+/// timeline ("2 GiB", "512 MiB", "100 B").
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let shown = format!("{value:.1}");
+    format!("{} {}", shown.trim_end_matches(".0"), UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(super::human_bytes(2 << 30), "2 GiB");
+        assert_eq!(super::human_bytes(1536 << 20), "1.5 GiB");
+        assert_eq!(super::human_bytes(100), "100 B");
+    }
+}
