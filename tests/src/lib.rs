@@ -11,6 +11,7 @@
 //! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
 //! * [`lvm`]: a throwaway LVM volume group on loop devices.
 //! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
+//! * [`sim`]: simulated agents (`--simulate`) streaming to a watchdog.
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
@@ -22,4 +23,5 @@ pub mod lvm;
 pub mod metrics;
 pub mod process;
 pub mod root;
+pub mod sim;
 pub mod watchdog;

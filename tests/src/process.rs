@@ -105,6 +105,21 @@ impl AgentProcess {
         &self.log
     }
 
+    /// Waits at most `limit` for the agent to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.log();
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("agent still running {limit:?} later");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         signal::kill(

@@ -1,5 +1,6 @@
 //! The HTTP API and /metrics (axum): hosts and their state, one host with
-//! its recent events, and named actions sent to a host's agent.
+//! its inventory, usage windows and recent events, the storage map, and
+//! named actions sent to a host's agent.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -13,6 +14,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
+    cluster_view,
     commands::{CommandError, CommandRouter},
     registry::Registry,
 };
@@ -30,6 +32,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
         .route("/api/v1/hosts/{id}/actions/{name}", post(action))
+        .route("/api/v1/storage", get(storage))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
@@ -44,6 +47,11 @@ async fn host(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
         Some(h) => Json(h).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no host {id:?}")),
     }
+}
+
+/// Every host's storage devices with the LUNs on them.
+async fn storage(State(s): State<ApiState>) -> Response {
+    Json(cluster_view::storage_map(&s.registry.capacity())).into_response()
 }
 
 /// Body of an action request; an empty body means no arguments.

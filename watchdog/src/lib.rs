@@ -25,6 +25,9 @@
 //! * [`health`]: a host's health states and transitions (pure).
 //! * [`registry`]: all hosts, updated by ingest and the detector loop.
 //! * [`snapshot`]: serialisable views of hosts for readers.
+//! * [`usage_window`]: each host's usage over a bounded window.
+//! * [`cluster_view`]: the registry as the planner's and the rebalancer's
+//!   snapshots, and the storage map of the API.
 //! * [`events`]: [`events::ClusterEvents`], what later parts subscribe to.
 //! * [`commands`]: `send_command`, named actions to agents and their results.
 //! * [`metrics`]: the watchdog's own Prometheus metrics.
@@ -36,6 +39,7 @@ pub mod api;
 pub mod certs;
 pub mod channels;
 pub mod cli;
+pub mod cluster_view;
 pub mod commands;
 pub mod config;
 pub mod detector;
@@ -52,4 +56,5 @@ pub mod registry;
 pub mod service;
 pub mod snapshot;
 pub mod tls;
+pub mod usage_window;
 pub mod version;
