@@ -11,6 +11,9 @@
 //! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
 //! * [`lvm`]: a throwaway LVM volume group on loop devices.
 //! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
+//! * [`prometheus`]: a real Prometheus server and promtool.
+//! * [`promql`]: the metric names PromQL expressions and Grafana
+//!   dashboards read.
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
@@ -21,5 +24,7 @@ pub mod http;
 pub mod lvm;
 pub mod metrics;
 pub mod process;
+pub mod prometheus;
+pub mod promql;
 pub mod root;
 pub mod watchdog;
