@@ -87,10 +87,10 @@ impl PrometheusServer {
         };
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            if let Ok(r) = crate::http::get(addr, "/-/ready", &[]) {
-                if r.status == 200 {
-                    return Ok(server);
-                }
+            if let Ok(r) = crate::http::get(addr, "/-/ready", &[])
+                && r.status == 200
+            {
+                return Ok(server);
             }
             if Instant::now() > deadline {
                 bail!(

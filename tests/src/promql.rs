@@ -144,26 +144,24 @@ pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
                 label_list_next = false;
             }
             Token::Punct(p @ (')' | '}' | ']')) => {
-                if open.pop().is_none() {
-                    return Err(format!("unbalanced {p:?} in {expr:?}"));
+                open.pop()
+                    .ok_or_else(|| format!("unbalanced {p:?} in {expr:?}"))?;
+            }
+            Token::Ident(word) if inside == Some('{') && word == "__name__" => {
+                // {__name__="x"} or {__name__=~"x"}: a plain name only.
+                let value = tokens[k + 1..].iter().find_map(|t| match t {
+                    Token::Str(s) => Some(s),
+                    _ => None,
+                });
+                if let Some(v) = value.filter(|v| {
+                    v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                }) {
+                    names.insert(v.clone());
                 }
             }
-            Token::Ident(word) if inside == Some('{') => {
-                if word == "__name__" {
-                    // {__name__="x"} or {__name__=~"x"}: a plain name only.
-                    let value = tokens[k + 1..].iter().find_map(|t| match t {
-                        Token::Str(s) => Some(s),
-                        _ => None,
-                    });
-                    if let Some(v) = value.filter(|v| {
-                        v.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-                    }) {
-                        names.insert(v.clone());
-                    }
-                }
-            }
-            Token::Ident(_) if inside == Some('l') || inside == Some('[') => {}
+            // Label names in matchers and grouping lists; nothing in ranges.
+            Token::Ident(_) if matches!(inside, Some('{' | 'l' | '[')) => {}
             Token::Ident(word) => {
                 if LABEL_LISTS.contains(&word.as_str()) {
                     label_list_next = matches!(next, Some(Token::Punct('(')));
