@@ -240,7 +240,7 @@ async fn without_providers_the_status_says_what_is_not_running() {
         Some("text/html; charset=utf-8")
     );
     assert!(
-        page.body.contains("fetch(\"/api/v1/status\""),
+        page.body.contains("fetch(\"api/v1/status\""),
         "the page reads the status endpoint"
     );
     w.stop().await;
