@@ -12,6 +12,9 @@
 //! * [`lvm`]: a throwaway LVM volume group on loop devices.
 //! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
 //! * [`sim`]: simulated agents (`--simulate`) streaming to a watchdog.
+//! * [`prometheus`]: a real Prometheus server and promtool.
+//! * [`promql`]: the metric names PromQL expressions and Grafana
+//!   dashboards read.
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
@@ -22,6 +25,8 @@ pub mod http;
 pub mod lvm;
 pub mod metrics;
 pub mod process;
+pub mod prometheus;
+pub mod promql;
 pub mod root;
 pub mod sim;
 pub mod watchdog;

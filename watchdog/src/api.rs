@@ -1,6 +1,7 @@
 //! The HTTP API and /metrics (axum): hosts and their state, one host with
-//! its inventory, usage windows and recent events, the storage map, and
-//! named actions sent to a host's agent.
+//! its inventory, usage windows and recent events, the storage map, named
+//! actions sent to a host's agent, and the status page with its aggregated
+//! endpoint.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -17,6 +18,7 @@ use crate::{
     cluster_view,
     commands::{CommandError, CommandRouter},
     registry::Registry,
+    status::{self, StatusSources},
 };
 
 /// What the handlers share.
@@ -24,11 +26,15 @@ use crate::{
 pub struct ApiState {
     pub registry: Arc<Registry>,
     pub commands: Arc<CommandRouter>,
+    /// What other parts provide to the status page.
+    pub status: Arc<StatusSources>,
 }
 
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(status::page))
+        .route("/api/v1/status", get(status::get))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
         .route("/api/v1/hosts/{id}/actions/{name}", post(action))

@@ -32,6 +32,8 @@
 //! * [`commands`]: `send_command`, named actions to agents and their results.
 //! * [`metrics`]: the watchdog's own Prometheus metrics.
 //! * [`api`]: the HTTP JSON API and /metrics.
+//! * [`status`]: the status page at `/`, `GET /api/v1/status`, and the
+//!   [`status::StatusSources`] other parts register providers with.
 //! * [`service`]: wiring it all into a running [`service::Watchdog`].
 //! * [`cli`]: the subcommands (serve, certs, loadgen), one file each.
 
@@ -55,6 +57,7 @@ pub mod rebalancer;
 pub mod registry;
 pub mod service;
 pub mod snapshot;
+pub mod status;
 pub mod tls;
 pub mod usage_window;
 pub mod version;

@@ -115,6 +115,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds families another part computes at scrape time.
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
     /// Counts a received message of `kind`.
     pub fn message(&self, kind: &'static str) {
         self.messages.get_or_create(&vec![("kind", kind)]).inc();

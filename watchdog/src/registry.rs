@@ -108,6 +108,11 @@ impl Registry {
         }
     }
 
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
     /// The detectors' clock: time since the registry was made.
     pub fn now(&self) -> Duration {
         self.epoch.elapsed()
