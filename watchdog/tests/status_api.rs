@@ -89,15 +89,19 @@ async fn start() -> Running {
                         id: "fast/a.img".into(),
                         size_bytes: 200,
                         consumer: "web-1".into(),
+                        ..Default::default()
                     },
                     v1::Lun {
                         id: "fast/b.img".into(),
                         size_bytes: 100,
                         consumer: String::new(),
+                        ..Default::default()
                     },
                 ],
+                ..Default::default()
             }],
             kernel_release: "6.18".into(),
+            ..Default::default()
         }),
         ..Default::default()
     })))
