@@ -17,7 +17,7 @@ fn thresholds() -> impl Strategy<Value = Thresholds> {
         0.5f64..=1.0,
         prop::option::of(0.005f64..0.05),
         prop::option::of(0.1f64..=1.0),
-        0.0f64..0.3,
+        prop::option::of(0.0f64..0.3),
         0.0f64..1.0,
     )
         .prop_map(|(cap, lat, share, cb, ib)| Thresholds {

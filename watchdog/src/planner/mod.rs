@@ -21,8 +21,8 @@
 //! * `failover`, `rebalance`: the two modes; `balance`: rebalancing's
 //!   spread-narrowing step.
 //! * [`verify`]: an independent replay of a plan against a snapshot.
-//! * [`baseline`]: the greedy one-VM-at-a-time balancer the benchmark
-//!   compares [`rebalance`] with.
+//! * [`baseline`]: the greedy one-VM-at-a-time balancers the benchmark
+//!   compares [`rebalance`] with (Watcher's, and a stronger global one).
 
 mod balance;
 pub mod baseline;

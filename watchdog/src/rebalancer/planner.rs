@@ -372,7 +372,10 @@ fn choose_for_bytes<K: Copy>(
 /// The active device of `l`'s group that takes it and ends up least loaded
 /// in the dimension the move is for (IOPS when `for_iops`, else the used
 /// fraction), the other dimension breaking ties; `soft` caps both further.
-/// Remaining ties go to the first by name.
+/// A move for IOPS goes to the emptiest device (by used fraction) among
+/// those it leaves at or below the group's mean IOPS: the bytes it copies
+/// then even out capacity too, at no extra cost. Remaining ties go to the
+/// first by name.
 fn destination(
     state: &State,
     l: usize,
@@ -383,7 +386,7 @@ fn destination(
     let lun = &state.luns[l];
     let g = state.devs[lun.device].group;
     let relative = |x: f64, mean: f64| if mean > 0.0 { x / mean } else { x };
-    let mut best: Option<((f64, f64), usize)> = None;
+    let mut best: Option<((f64, f64, f64), usize)> = None;
     for d in state.active(g) {
         if !state.fits(l, d) {
             continue;
@@ -398,7 +401,11 @@ fn destination(
             relative(fraction, band.mean_fraction),
             relative(iops, band.mean_iops),
         );
-        let score = if for_iops { (i, c) } else { (c, i) };
+        let score = match (for_iops, i <= 1.0) {
+            (true, true) => (0.0, c, i),
+            (true, false) => (1.0, i, c),
+            (false, _) => (0.0, c, i),
+        };
         if best.is_none_or(|b| score < b.0) {
             best = Some((score, d));
         }

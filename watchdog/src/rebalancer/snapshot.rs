@@ -43,10 +43,13 @@ pub struct Thresholds {
     /// Highest share (0 < x <= 1) of the group's IOPS one device may serve;
     /// unset: not checked.
     pub max_iops_share: Option<f64>,
-    /// A device whose used fraction is within this many points (0.10 = ten
-    /// percentage points) of the group's mean counts as balanced; `inf`
-    /// turns capacity balancing off.
-    pub capacity_band: f64,
+    /// Unset (the default): capacity moves only to bring devices under
+    /// `max_capacity_used`, each shed LUN going to the emptiest device (and
+    /// moves made for IO prefer emptier devices). Set: a device whose used
+    /// fraction is further than this many points (0.10 = ten percentage
+    /// points) from the group's mean is evened out towards it too, which
+    /// copies about as many bytes as it takes off the fullest devices.
+    pub capacity_band: Option<f64>,
     /// A device whose IOPS are within this fraction of the group's mean
     /// IOPS per device (0.25 = 25%) counts as balanced; `inf` turns IO
     /// balancing off.
@@ -59,9 +62,6 @@ pub struct Thresholds {
 /// OpenStack Watcher's storage_capacity_balance default `volume_threshold`
 /// is 80%: the capacity an operator expects to be the alarm line.
 pub const DEFAULT_MAX_CAPACITY_USED: f64 = 0.80;
-/// Ten points either side of the mean: tight enough to even out a skewed
-/// group, loose enough that a balanced group is left alone.
-pub const DEFAULT_CAPACITY_BAND: f64 = 0.10;
 /// IO load fluctuates more than capacity between samples, so the IOPS band
 /// is wider (25% of the mean) to keep LUNs from moving on noise.
 pub const DEFAULT_IOPS_BAND: f64 = 0.25;
@@ -75,7 +75,12 @@ impl Default for Thresholds {
             max_capacity_used: DEFAULT_MAX_CAPACITY_USED,
             max_latency_seconds: None,
             max_iops_share: None,
-            capacity_band: DEFAULT_CAPACITY_BAND,
+            // Evening capacity beyond the thresholds is paid for byte for
+            // byte; like VMware Storage DRS and Watcher's
+            // storage_capacity_balance, capacity moves by default only when
+            // a device crosses its threshold. IO evening stays on: dense LUNs
+            // even out IOPS for few bytes.
+            capacity_band: None,
             iops_band: DEFAULT_IOPS_BAND,
             idle_iops: DEFAULT_IDLE_IOPS,
         }
@@ -237,7 +242,7 @@ impl Thresholds {
             return Err(bad(format!("max_latency_seconds must be above 0, not {l}")));
         }
         for (name, v) in [
-            ("capacity_band", self.capacity_band),
+            ("capacity_band", self.capacity_band.unwrap_or(0.0)),
             ("iops_band", self.iops_band),
         ] {
             if v.is_nan() || v < 0.0 {

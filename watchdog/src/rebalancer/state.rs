@@ -43,6 +43,7 @@ pub(super) struct LunState {
 pub(super) struct Group {
     pub name: String,
     pub devices: Vec<usize>,
+    /// Infinite when unset: no device is then above or below it.
     pub capacity_band: f64,
     pub iops_band: f64,
     pub idle_iops: f64,
@@ -124,7 +125,7 @@ impl State {
                 Group {
                     name: (*name).to_owned(),
                     devices: Vec::new(),
-                    capacity_band: t.capacity_band,
+                    capacity_band: t.capacity_band.unwrap_or(f64::INFINITY),
                     iops_band: t.iops_band,
                     idle_iops: t.idle_iops,
                 }

@@ -37,7 +37,7 @@ fn lun(id: &str, device: &str, size_gib: u64, iops: f64) -> Lun {
 /// Thresholds with balancing off, to test one threshold at a time.
 fn thresholds_only() -> Thresholds {
     Thresholds {
-        capacity_band: 1.0,
+        capacity_band: None,
         iops_band: 100.0,
         idle_iops: -1.0,
         ..Thresholds::default()
@@ -184,14 +184,17 @@ fn high_latency_sheds_the_hottest_luns_per_byte() {
 }
 
 #[test]
-fn an_empty_new_device_is_filled_towards_the_mean() {
+fn with_a_capacity_band_an_empty_new_device_is_filled_towards_the_mean() {
     let s = snapshot(
         vec![device("a", 100), device("b", 100), device("new", 100)],
         (0..12)
             .map(|i| lun(&format!("a{i}"), "a", 5, 10.0))
             .chain((0..12).map(|i| lun(&format!("b{i}"), "b", 5, 10.0)))
             .collect(),
-        Thresholds::default(),
+        Thresholds {
+            capacity_band: Some(0.10),
+            ..Thresholds::default()
+        },
     );
     let p = plan(&s).unwrap();
     let after = &p.after[0];
@@ -206,6 +209,65 @@ fn an_empty_new_device_is_filled_towards_the_mean() {
             | Reason::CapacityBelowBand { .. }
             | Reason::IopsBelowBand { .. }
     )));
+}
+
+#[test]
+fn by_default_capacity_moves_only_to_fix_a_threshold() {
+    // a at 70 %, b at 10 %: uneven but both under 80 %, and no IO to even
+    // out. Copying 30 GiB to make them look alike is not worth it by
+    // default; a capacity band asks for it.
+    let luns = vec![
+        lun("a1", "a", 40, 0.0),
+        lun("a2", "a", 30, 0.0),
+        lun("b1", "b", 10, 0.0),
+    ];
+    let devices = vec![device("a", 100), device("b", 100)];
+    let p = plan(&snapshot(
+        devices.clone(),
+        luns.clone(),
+        Thresholds::default(),
+    ))
+    .unwrap();
+    assert!(p.moves.is_empty(), "{:#?}", p.moves);
+    let banded = Thresholds {
+        capacity_band: Some(0.10),
+        ..Thresholds::default()
+    };
+    let p = plan(&snapshot(devices, luns, banded)).unwrap();
+    assert_eq!(p.moves.len(), 1, "{:#?}", p.moves);
+    assert_eq!(
+        (p.moves[0].lun.as_str(), p.moves[0].to.as_str()),
+        ("a2", "b")
+    );
+}
+
+#[test]
+fn a_move_for_io_goes_to_the_emptiest_device_that_stays_at_most_average() {
+    // `hot` serves 650 of 1,000 IOPS (mean 250); `quiet` is the idlest but
+    // nearly full, `roomy` a little busier and nearly empty. The dense LUN
+    // that starts bringing `hot` into its IO band leaves either of them at
+    // or below the mean: it goes where it also evens capacity.
+    let luns = vec![
+        lun("dense", "hot", 2, 150.0),
+        lun("h1", "hot", 20, 250.0),
+        lun("h2", "hot", 20, 250.0),
+        lun("q", "quiet", 70, 0.0),
+        lun("r", "roomy", 5, 50.0),
+        lun("o", "other", 40, 300.0),
+    ];
+    let devices = ["hot", "quiet", "roomy", "other"].map(|d| device(d, 100));
+    let p = plan(&snapshot(devices.to_vec(), luns, Thresholds::default())).unwrap();
+    let first = &p.moves[0];
+    assert_eq!(
+        (first.lun.as_str(), first.to.as_str()),
+        ("dense", "roomy"),
+        "{:#?}",
+        p.moves
+    );
+    assert!(
+        matches!(first.reason, Reason::IopsAboveBand { .. }),
+        "{first}"
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `cargo xtask bench planner`: runs the planner benchmark
 //! (watchdog/benches/planner), which prints its own figures: plan time,
 //! spread before and after, migrations and bytes copied per cluster size,
-//! beside the greedy baseline measured in the same run.
+//! beside two baselines measured in the same run (OpenStack Watcher's
+//! workload_stabilization as its code does it, and a stronger global
+//! greedy).
 
 use std::process::Command;
 
