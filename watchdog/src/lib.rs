@@ -30,7 +30,12 @@
 //! * [`metrics`]: the watchdog's own Prometheus metrics.
 //! * [`api`]: the HTTP JSON API and /metrics.
 //! * [`service`]: wiring it all into a running [`service::Watchdog`].
-//! * [`cli`]: the subcommands (serve, certs, loadgen), one file each.
+//! * [`store`]: the policy runtime's tables (engine state, incidents, step
+//!   runs, audit log) beside the outbox's in the same SQLite store.
+//! * [`runtime`]: the policy runtime: the engine fed by the cluster's
+//!   events, its decisions committed and carried out, the operators' API.
+//! * [`cli`]: the subcommands (serve, certs, policy, notify, ack, silence,
+//!   maintenance, loadgen), one file each.
 
 pub mod api;
 pub mod certs;
@@ -49,7 +54,9 @@ pub mod outbox;
 pub mod planner;
 pub mod rebalancer;
 pub mod registry;
+pub mod runtime;
 pub mod service;
 pub mod snapshot;
+pub mod store;
 pub mod tls;
 pub mod version;

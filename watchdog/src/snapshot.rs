@@ -27,6 +27,8 @@ pub struct HostSnapshot {
     pub agent_version: String,
     pub agent_instance: u64,
     pub capabilities: Vec<String>,
+    /// The agent's `[labels]` (cluster, rack, tenant, ...).
+    pub labels: BTreeMap<String, String>,
     pub inventory: InventoryView,
     pub heartbeats: u64,
     pub last_heartbeat_seq: u64,
@@ -60,6 +62,7 @@ impl HostSnapshot {
             agent_version: r.hello.agent_version.clone(),
             agent_instance: r.hello.agent_instance,
             capabilities: r.hello.capabilities.clone(),
+            labels: r.hello.labels.clone().into_iter().collect(),
             inventory: r
                 .hello
                 .inventory
@@ -94,6 +97,8 @@ pub struct InventoryView {
     pub kernel_release: String,
     pub vms: Vec<VmView>,
     pub storage: Vec<StorageView>,
+    /// The agent's watched services, by name.
+    pub services: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -127,6 +132,7 @@ impl From<&v1::Inventory> for InventoryView {
             cpu_cores: i.cpu_cores,
             memory_bytes: i.memory_bytes,
             kernel_release: i.kernel_release.clone(),
+            services: i.services.clone(),
             vms: i
                 .vms
                 .iter()

@@ -30,6 +30,7 @@ pub fn inventory(procfs: &Path) -> v1::Inventory {
         kernel_release: read_trimmed(&procfs.join("sys/kernel/osrelease")).unwrap_or_default(),
         vms: Vec::new(),
         storage: Vec::new(),
+        services: Vec::new(),
     }
 }
 

@@ -102,10 +102,14 @@ impl Settings {
                 agent_instance: handle.instance,
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
                 capabilities,
-                inventory: Some(identity::inventory(procfs)),
+                inventory: Some(v1::Inventory {
+                    services: config.services.0.iter().map(|s| s.name.clone()).collect(),
+                    ..identity::inventory(procfs)
+                }),
                 heartbeat_interval_ms: secs(s.heartbeat_interval_seconds).as_millis() as u64,
                 dropped_events: 0,
                 dropped_telemetry: 0,
+                labels: config.labels.clone().into_iter().collect(),
             },
             tls,
             heartbeat: secs(s.heartbeat_interval_seconds),
