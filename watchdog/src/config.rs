@@ -43,7 +43,7 @@ pub enum ConfigError {
 }
 
 /// The whole watchdog configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The agents' stream endpoint and its perimeter.
@@ -60,8 +60,32 @@ pub struct Config {
     pub store: StoreConfig,
     /// The notification channels, by the name policies use
     /// (`[channels.NAME]`, see [`crate::channels::config`]). `console`
-    /// always exists, configured here or not.
+    /// always exists, configured here or not. A configuration without any
+    /// `[channels]` table gets the embedded default's (console, email to
+    /// the local relay, sms to a local gateway), which the shipped policies
+    /// name.
     pub channels: ChannelsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            stream: StreamConfig::default(),
+            http: HttpConfig::default(),
+            detector: DetectorConfig::default(),
+            commands: CommandsConfig::default(),
+            policies: PoliciesConfig::default(),
+            store: StoreConfig::default(),
+            channels: default_channels(),
+        }
+    }
+}
+
+/// The `[channels]` of the embedded default configuration.
+pub fn default_channels() -> ChannelsConfig {
+    toml::from_str::<crate::channels::config::ChannelsSection>(DEFAULT_CONFIG)
+        .expect("the embedded default's channels parse (tested)")
+        .channels
 }
 
 /// Where agents connect and who may.
@@ -424,17 +448,22 @@ mod tests {
 
     #[test]
     fn embedded_default_checks_and_matches_built_in_defaults() {
-        let mut file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
-        // The default channels live only in the file: Config::default()
-        // cannot hold them without parsing itself.
-        let channels = std::mem::take(&mut file.channels);
+        let file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
         assert_eq!(format!("{file:?}"), format!("{:?}", Config::default()));
         assert_eq!(
-            channels.keys().collect::<Vec<_>>(),
+            file.channels.keys().collect::<Vec<_>>(),
             ["console", "email", "sms"],
             "the shipped policies notify these"
         );
-        crate::channels::ChannelSet::build(&channels).expect("the default channels build");
+        crate::channels::ChannelSet::build(&file.channels).expect("the default channels build");
+        let bare = parse("[http]\nlisten = \"127.0.0.1:1\"\n", "bare.toml").unwrap();
+        assert_eq!(
+            bare.channels.keys().collect::<Vec<_>>(),
+            ["console", "email", "sms"],
+            "a file without [channels] gets the default ones"
+        );
+        let own = parse("[channels.pager]\ntype = \"console\"\n", "own.toml").unwrap();
+        assert_eq!(own.channels.keys().collect::<Vec<_>>(), ["pager"]);
         assert_eq!(file.stream.listen.port(), 9478);
         assert!(file.http.listen.ip().is_loopback());
     }
