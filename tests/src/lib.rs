@@ -11,6 +11,8 @@
 //! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
 //! * [`lvm`]: a throwaway LVM volume group on loop devices.
 //! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
+//! * [`runtime`]: the policy runtime's tests: console file, incidents API,
+//!   operator CLI, SMTP sink and SMS gateway receivers.
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
@@ -22,4 +24,5 @@ pub mod lvm;
 pub mod metrics;
 pub mod process;
 pub mod root;
+pub mod runtime;
 pub mod watchdog;

@@ -105,6 +105,12 @@ impl AgentProcess {
         &self.log
     }
 
+    /// SIGKILL (the agent dies without a word to the watchdog) and reaping.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         signal::kill(

@@ -256,6 +256,15 @@ impl WatchdogProcess {
             .context("no VmRSS")
     }
 
+    /// SIGKILL (a crash: nothing is flushed, no handler runs) and reaping.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.kill()?;
+        let status = self.child.wait()?;
+        std::thread::sleep(Duration::from_millis(50));
+        self.log();
+        Ok(status)
+    }
+
     /// SIGTERM and a bounded wait.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         signal::kill(
