@@ -99,11 +99,14 @@ pub fn unused_email_and_sms() -> &'static str {
     "[channels.email]\ntype = \"email\"\nfrom = \"hyperwatch@test\"\nto = [\"oncall@test\"]\nrelays = [{ host = \"127.0.0.1\", port = 9, tls = \"none\" }]\n\n[channels.sms]\ntype = \"sms\"\nto = [\"oncall\"]\n[channels.sms.http]\nurl = \"http://127.0.0.1:9/sms\"\n"
 }
 
-/// Writes a policy file `name.toml` into `dir`.
+/// Writes a policy file `name.toml` into `dir`, whole at once (written
+/// aside, then renamed), as editors and deployment tools do.
 pub fn write_policy(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text)?;
+    let aside = dir.join(format!(".{name}.toml.tmp"));
+    std::fs::write(&aside, text)?;
+    std::fs::rename(&aside, &path)?;
     Ok(path)
 }
 

@@ -198,8 +198,10 @@ pub struct Reload {
 
 /// Watches for SIGHUP and, for a directory, polls the files' modification
 /// times every `poll`; sends each reload's result until `reloads` closes.
-/// One stat per policy file per poll: a directory of a thousand policies
-/// costs a few milliseconds every couple of seconds.
+/// A change is loaded once two polls in a row agree, so a file caught
+/// half-written by an editor is not reported as an error. One stat per
+/// policy file per poll: a directory of a thousand policies costs a few
+/// milliseconds every couple of seconds.
 pub async fn watch(
     source: PolicySource,
     opts: CheckOptions,
@@ -215,6 +217,7 @@ pub async fn watch(
         }
     };
     let mut seen = source.fingerprint();
+    let mut changing = None;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -228,11 +231,18 @@ pub async fn watch(
             _ = tick.tick() => {
                 let now = source.fingerprint();
                 if now == seen {
+                    changing = None;
+                    continue;
+                }
+                if changing.as_ref() != Some(&now) {
+                    // Changed since the last poll: let it settle.
+                    changing = Some(now);
                     continue;
                 }
                 Trigger::Change
             }
         };
+        changing = None;
         seen = source.fingerprint();
         tracing::info!(trigger = trigger.as_str(), source = %source.describe(), "reloading policies");
         let result = source.load(&opts);
