@@ -155,11 +155,15 @@ pub fn wait_new_incident(
     not: Option<&str>,
     limit: Duration,
 ) -> anyhow::Result<String> {
-    wait_until(&format!("an incident of {policy} on {target}"), limit, || {
-        Ok(find_incident(w, policy, target)?
-            .and_then(|i| i["id"].as_str().map(str::to_owned))
-            .filter(|id| Some(id.as_str()) != not))
-    })
+    wait_until(
+        &format!("an incident of {policy} on {target}"),
+        limit,
+        || {
+            Ok(find_incident(w, policy, target)?
+                .and_then(|i| i["id"].as_str().map(str::to_owned))
+                .filter(|id| Some(id.as_str()) != not))
+        },
+    )
 }
 
 /// The timeline lines of an incident.

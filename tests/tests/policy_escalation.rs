@@ -52,7 +52,9 @@ notify = ["sms"]
 "#;
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 #[test]
@@ -113,7 +115,12 @@ fn each_ladder_level_reaches_its_receiver_at_the_policys_time() -> anyhow::Resul
             .is_some_and(|s| s.contains("host:hv-hb")),
         "{mail}"
     );
-    assert_eq!(text.body["key"], format!("{id}:L2:escalation"), "{:?}", text);
+    assert_eq!(
+        text.body["key"],
+        format!("{id}:L2:escalation"),
+        "{:?}",
+        text
+    );
     assert!(
         text.body["text"]
             .as_str()
@@ -163,8 +170,8 @@ fn alert(host: &str, status: &str) -> String {
 }
 
 #[test]
-fn an_ack_through_the_cli_stops_escalation_and_an_empty_silence_is_reported()
--> anyhow::Result<()> {
+fn an_ack_through_the_cli_stops_escalation_and_an_empty_silence_is_reported() -> anyhow::Result<()>
+{
     let certs = ClusterCerts::new("e2e")?;
     let dir = certs.dir.path();
     let console = ConsoleFile::new(dir)?;
@@ -193,7 +200,10 @@ fn an_ack_through_the_cli_stops_escalation_and_an_empty_silence_is_reported()
     let out = cli(&["ack", &acked, "--for", "1h", "--by", "alice", "--api", &api])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout.contains(&format!("{acked} acknowledged by alice")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{acked} acknowledged by alice")),
+        "{stdout}"
+    );
 
     // The other incident shows the level would have come.
     console.wait_for(&format!("{loud}:L2:escalation"), WITHIN)?;
@@ -211,11 +221,27 @@ fn an_ack_through_the_cli_stops_escalation_and_an_empty_silence_is_reported()
         console.lines()?
     );
 
-    let out = cli(&["silence", "add", "rack=nowhere", "--for", "1h", "--api", &api])?;
+    let out = cli(&[
+        "silence",
+        "add",
+        "rack=nowhere",
+        "--for",
+        "1h",
+        "--api",
+        &api,
+    ])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{out:?}");
     assert!(stderr.contains("matches nothing"), "{stderr}");
-    let out = cli(&["silence", "add", "host=hv-loud", "--for", "1h", "--api", &api])?;
+    let out = cli(&[
+        "silence",
+        "add",
+        "host=hv-loud",
+        "--for",
+        "1h",
+        "--api",
+        &api,
+    ])?;
     assert!(out.status.success(), "{out:?}");
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("matches nothing"),

@@ -104,8 +104,8 @@ fn agent_services(dir: &Path, actions: &str) -> String {
 }
 
 #[test]
-fn a_killed_service_is_restarted_without_a_page_and_a_second_kill_escalates()
--> anyhow::Result<()> {
+fn a_killed_service_is_restarted_without_a_page_and_a_second_kill_escalates() -> anyhow::Result<()>
+{
     let certs = ClusterCerts::new("e2e")?;
     let dir = certs.dir.path();
     let console = ConsoleFile::new(dir)?;
@@ -198,11 +198,15 @@ fn a_killed_service_is_restarted_without_a_page_and_a_second_kill_escalates()
     );
     assert_eq!(starts(dir)?.len(), 2, "no second restart");
     assert_eq!(
-        watchdog.metric("hyperwatch_recovery_steps_total{step=\"restart-service\",result=\"verified\"}")?,
+        watchdog.metric(
+            "hyperwatch_recovery_steps_total{step=\"restart-service\",result=\"verified\"}"
+        )?,
         Some(1.0)
     );
     assert_eq!(
-        watchdog.metric("hyperwatch_notifications_decided_total{channel=\"console\",kind=\"problem\"}")?,
+        watchdog.metric(
+            "hyperwatch_notifications_decided_total{channel=\"console\",kind=\"problem\"}"
+        )?,
         Some(1.0)
     );
     Ok(())
@@ -284,14 +288,16 @@ fn a_watchdog_killed_mid_incident_resumes_the_step_it_was_on() -> anyhow::Result
     console.wait_for("inc-1:L1:problem", REACTS_WITHIN)?;
     // Step 1 ran and was not verified; step 2 (the wait) is on.
     wait_until("inc-1 at step 2", REACTS_WITHIN, || {
-        Ok(incident(&watchdog, "inc-1")?
-            .filter(|i| i["targets"][0]["recovery"]["step"] == 2))
+        Ok(incident(&watchdog, "inc-1")?.filter(|i| i["targets"][0]["recovery"]["step"] == 2))
     })?;
     let killed_at = SystemTime::now();
     let status = watchdog.kill()?;
     assert!(!status.success(), "SIGKILL: {status}");
     let marks_at_kill = std::fs::read_to_string(&marks)?;
-    assert_eq!(marks_at_kill, "1\n", "step 1 had completed, step 3 not begun");
+    assert_eq!(
+        marks_at_kill, "1\n",
+        "step 1 had completed, step 3 not begun"
+    );
 
     watchdog.restart()?;
     let i = incident(&watchdog, "inc-1")?.context("inc-1 survives the crash")?;

@@ -83,7 +83,11 @@ fn a_broken_policy_is_not_applied_and_the_fixed_one_is() -> anyhow::Result<()> {
         "the refusal is logged"
     );
     // The running set still works.
-    let r = http::post(watchdog.http_addr, "/api/v1/alertmanager", &alert("First", "hv-1"))?;
+    let r = http::post(
+        watchdog.http_addr,
+        "/api/v1/alertmanager",
+        &alert("First", "hv-1"),
+    )?;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = wait_new_incident(&watchdog, "first", "host:hv-1", None, WITHIN)?;
     console.wait_for(&format!("{id}:L1:problem"), WITHIN)?;
@@ -103,7 +107,11 @@ fn a_broken_policy_is_not_applied_and_the_fixed_one_is() -> anyhow::Result<()> {
         watchdog.metric("hyperwatch_policy_reload_errors_total")?,
         Some(1.0)
     );
-    let r = http::post(watchdog.http_addr, "/api/v1/alertmanager", &alert("Second", "hv-2"))?;
+    let r = http::post(
+        watchdog.http_addr,
+        "/api/v1/alertmanager",
+        &alert("Second", "hv-2"),
+    )?;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = wait_new_incident(&watchdog, "second", "host:hv-2", None, WITHIN)?;
     console.wait_for(&format!("{id}:L1:problem"), WITHIN)?;

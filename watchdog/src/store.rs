@@ -246,14 +246,24 @@ impl Store {
                         "INSERT OR IGNORE INTO step_runs (run, incident, step, decided_ms)
                          VALUES (?1, ?2, ?3, ?4)",
                     )?
-                    .execute(params![s.run, s.incident, s.step, s.decided_ms])?;
+                    .execute(params![
+                        s.run,
+                        s.incident,
+                        s.step,
+                        s.decided_ms
+                    ])?;
                 }
                 for r in &c.results {
                     tx.prepare_cached(
                         "UPDATE step_runs SET result = ?2, detail = ?3, finished_ms = ?4
                          WHERE run = ?1",
                     )?
-                    .execute(params![r.run, r.result, r.detail, r.finished_ms])?;
+                    .execute(params![
+                        r.run,
+                        r.result,
+                        r.detail,
+                        r.finished_ms
+                    ])?;
                 }
                 for a in &c.audit {
                     tx.prepare_cached(
@@ -290,11 +300,9 @@ impl Store {
         Ok(self
             .outbox
             .with("reading a counter", move |conn| {
-                conn.query_row(
-                    "SELECT value FROM engine_meta WHERE key = ?1",
-                    [key],
-                    |r| r.get(0),
-                )
+                conn.query_row("SELECT value FROM engine_meta WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map(Option::unwrap_or_default)
             })
@@ -390,10 +398,7 @@ impl Store {
 
     /// The outbox deliveries of an incident's notifications.
     pub async fn deliveries(&self, incident: &str) -> Result<Vec<Delivery>, StoreError> {
-        Ok(self
-            .outbox
-            .by_key_prefix(format!("{incident}:"))
-            .await?)
+        Ok(self.outbox.by_key_prefix(format!("{incident}:")).await?)
     }
 }
 

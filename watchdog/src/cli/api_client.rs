@@ -45,9 +45,15 @@ pub async fn call(
     if let Some(b) = body {
         request = request.json(&b);
     }
-    let response = request.send().await.map_err(|e| unreachable(e.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
     let status = response.status();
-    let text = response.text().await.map_err(|e| unreachable(e.to_string()))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if status.is_success() {
         return Ok(json);

@@ -384,7 +384,8 @@ impl Outbox {
                     "SELECT {COLUMNS} FROM outbox_deliveries
                      WHERE substr(key, 1, length(?1)) = ?1 ORDER BY id"
                 ))?;
-                q.query_map([prefix], raw_row)?.collect::<Result<Vec<_>, _>>()
+                q.query_map([prefix], raw_row)?
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         rows.into_iter().map(|r| self.decode(r)).collect()

@@ -52,7 +52,10 @@ pub fn router(state: RuntimeApi) -> Router {
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/incidents/{id}/ack", post(ack).delete(unack))
         .route("/api/v1/silences", get(silences).post(add_silence))
-        .route("/api/v1/silences/{id}", axum::routing::delete(remove_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(remove_silence),
+        )
         .route(
             "/api/v1/hosts/{id}/maintenance",
             post(maintenance_on).delete(maintenance_off),
@@ -62,16 +65,40 @@ pub fn router(state: RuntimeApi) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+/// A refused or failed request: its status and why, as `{"error": "..."}`.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
 }
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(status, message.into())
+}
+
+/// What a handler answers.
+type Answer = Result<Response, ApiError>;
 
 impl RuntimeApi {
     /// Asks the engine's task; `None` when it is gone or too slow.
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, Response> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
-        let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "the policy engine is not running");
-        self.requests.send(make(tx)).await.map_err(|_| unavailable())?;
+        let unavailable = || {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the policy engine is not running",
+            )
+        };
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| unavailable())?;
         match tokio::time::timeout(ANSWER_WITHIN, rx).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) => Err(unavailable()),
@@ -86,20 +113,23 @@ impl RuntimeApi {
     async fn apply(
         &self,
         kinds: Vec<InputKind>,
-    ) -> Result<Vec<Result<Vec<Decision>, EngineError>>, Response> {
+    ) -> Result<Vec<Result<Vec<Decision>, EngineError>>, ApiError> {
         self.ask(|reply| Request::Inputs { kinds, reply })
             .await?
             .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))
     }
 
     /// Applies one input; a refusal is the response.
-    async fn apply_one(&self, kind: InputKind) -> Result<Vec<Decision>, Response> {
+    async fn apply_one(&self, kind: InputKind) -> Result<Vec<Decision>, ApiError> {
         let mut results = self.apply(vec![kind]).await?;
-        results.pop().expect("one result per input").map_err(refusal)
+        results
+            .pop()
+            .expect("one result per input")
+            .map_err(refusal)
     }
 }
 
-fn refusal(e: EngineError) -> Response {
+fn refusal(e: EngineError) -> ApiError {
     let status = match e {
         EngineError::UnknownIncident(_) | EngineError::UnknownSilence(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
@@ -112,7 +142,7 @@ fn lines(decisions: &[Decision]) -> Vec<String> {
 }
 
 /// A duration in the policies' syntax ("90s", "1h30m"), from now.
-fn until(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, Response> {
+fn until(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     text.map(|t| {
         Span::parse(t)
             .map(|d| now().plus(d))
@@ -121,7 +151,7 @@ fn until(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, Response>
     .transpose()
 }
 
-fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, Response> {
+fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -129,9 +159,11 @@ fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, Respo
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
-fn incident_id(text: &str) -> Result<IncidentId, Response> {
+fn incident_id(text: &str) -> Result<IncidentId, ApiError> {
     text.parse()
-        .map_err(|e: hyperwatch_policies::input::IdError| error(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(|e: hyperwatch_policies::input::IdError| {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        })
 }
 
 /// `?status=open|resolved|all&limit=N`.
@@ -141,38 +173,35 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn incidents(State(s): State<RuntimeApi>, Query(q): Query<ListQuery>) -> Response {
+async fn incidents(State(s): State<RuntimeApi>, Query(q): Query<ListQuery>) -> Answer {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let status = q.status.as_deref().unwrap_or("open");
-    let (open, resolved) = match status {
+    let (open, resolved) = match q.status.as_deref().unwrap_or("open") {
         "open" => (true, false),
         "resolved" => (false, true),
         "all" => (true, true),
         other => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("status {other:?}: use open, resolved or all"),
-            );
+            ));
         }
     };
     let mut out: Vec<IncidentView> = Vec::new();
     if open {
-        match s.ask(|reply| Request::Incidents { reply }).await {
-            Ok(mut v) => {
-                v.reverse();
-                out.extend(v);
-            }
-            Err(r) => return r,
-        }
+        let mut v = s.ask(|reply| Request::Incidents { reply }).await?;
+        v.reverse();
+        out.extend(v);
     }
     if resolved {
-        match s.store.incidents(true, limit).await {
-            Ok(rows) => out.extend(rows.iter().map(IncidentView::stored)),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
+        let rows = s.store.incidents(true, limit).await.map_err(internal)?;
+        out.extend(rows.iter().map(IncidentView::stored));
     }
     out.truncate(limit);
-    Json(out).into_response()
+    Ok(Json(out).into_response())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// One incident with its timeline and its notifications' deliveries.
@@ -184,31 +213,28 @@ struct IncidentDetail {
     notifications: Vec<DeliveryView>,
 }
 
-async fn incident(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Response {
-    let id = match incident_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let view = match s.ask(|reply| Request::Incident { id, reply }).await {
-        Ok(Some(v)) => v,
-        Ok(None) => match s.store.incident(&id.to_string()).await {
-            Ok(Some(row)) => IncidentView::stored(&row),
-            Ok(None) => return error(StatusCode::NOT_FOUND, format!("there is no incident {id}")),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+async fn incident(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Answer {
+    let id = incident_id(&id)?;
+    let view = match s.ask(|reply| Request::Incident { id, reply }).await? {
+        Some(v) => v,
+        None => match s.store.incident(&id.to_string()).await.map_err(internal)? {
+            Some(row) => IncidentView::stored(&row),
+            None => {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("there is no incident {id}"),
+                ));
+            }
         },
-        Err(r) => return r,
     };
     let key = id.to_string();
-    let (timeline, deliveries) = match (
-        s.store.audit(Some(&key), TIMELINE_LIMIT).await,
-        s.store.deliveries(&key).await,
-    ) {
-        (Ok(t), Ok(d)) => (t, d),
-        (Err(e), _) | (_, Err(e)) => {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        }
-    };
-    Json(IncidentDetail {
+    let timeline = s
+        .store
+        .audit(Some(&key), TIMELINE_LIMIT)
+        .await
+        .map_err(internal)?;
+    let deliveries = s.store.deliveries(&key).await.map_err(internal)?;
+    Ok(Json(IncidentDetail {
         incident: view,
         timeline: timeline.iter().map(TimelineEntry::of).collect(),
         notifications: deliveries
@@ -224,7 +250,7 @@ async fn incident(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Respon
             })
             .collect(),
     })
-    .into_response()
+    .into_response())
 }
 
 /// `{"for": "1h", "by": "alice"}`; both optional (until resolved, "api").
@@ -236,46 +262,44 @@ struct AckRequest {
     by: Option<String>,
 }
 
-async fn ack(State(s): State<RuntimeApi>, Path(id): Path<String>, bytes: axum::body::Bytes) -> Response {
-    let result = async {
-        let incident = incident_id(&id)?;
-        let req: AckRequest = body(&bytes)?;
-        let until = until("for", req.duration.as_deref())?;
-        let by = req.by.unwrap_or_else(|| ANONYMOUS.to_owned());
-        let decisions = s
-            .apply_one(InputKind::Ack {
-                incident,
-                until,
-                by: by.clone(),
-            })
-            .await?;
-        Ok::<_, Response>(Json(serde_json::json!({
-            "incident": incident.to_string(),
-            "acked_by": by,
-            "until": until.map(rfc3339),
-            "decisions": lines(&decisions),
-        })))
-    };
-    result.await.map_or_else(|r| r, IntoResponse::into_response)
+async fn ack(
+    State(s): State<RuntimeApi>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Answer {
+    let incident = incident_id(&id)?;
+    let req: AckRequest = body(&bytes)?;
+    let until = until("for", req.duration.as_deref())?;
+    let by = req.by.unwrap_or_else(|| ANONYMOUS.to_owned());
+    let decisions = s
+        .apply_one(InputKind::Ack {
+            incident,
+            until,
+            by: by.clone(),
+        })
+        .await?;
+    Ok(Json(serde_json::json!({
+        "incident": incident.to_string(),
+        "acked_by": by,
+        "until": until.map(rfc3339),
+        "decisions": lines(&decisions),
+    }))
+    .into_response())
 }
 
-async fn unack(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Response {
-    let result = async {
-        let incident = incident_id(&id)?;
-        let decisions = s.apply_one(InputKind::Unack { incident }).await?;
-        Ok::<_, Response>(Json(serde_json::json!({
-            "incident": incident.to_string(),
-            "decisions": lines(&decisions),
-        })))
-    };
-    result.await.map_or_else(|r| r, IntoResponse::into_response)
+async fn unack(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Answer {
+    let incident = incident_id(&id)?;
+    let decisions = s.apply_one(InputKind::Unack { incident }).await?;
+    Ok(Json(serde_json::json!({
+        "incident": incident.to_string(),
+        "decisions": lines(&decisions),
+    }))
+    .into_response())
 }
 
-async fn silences(State(s): State<RuntimeApi>) -> Response {
-    match s.ask(|reply| Request::Silences { reply }).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
+async fn silences(State(s): State<RuntimeApi>) -> Answer {
+    let all = s.ask(|reply| Request::Silences { reply }).await?;
+    Ok(Json(all).into_response())
 }
 
 /// A new silence: matchers (`label=glob`, `label!=glob`) and an expiry,
@@ -292,73 +316,65 @@ struct SilenceRequest {
     comment: Option<String>,
 }
 
-async fn add_silence(State(s): State<RuntimeApi>, bytes: axum::body::Bytes) -> Response {
-    let result = async {
-        let req: SilenceRequest = body(&bytes)?;
-        let matchers = req
-            .matchers
-            .iter()
-            .map(|m| m.parse::<Matcher>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let until = match (req.duration.as_deref(), req.until.as_deref()) {
-            (Some(d), None) => until("for", Some(d))?.expect("given"),
-            (None, Some(u)) => {
-                let t = humantime::parse_rfc3339_weak(u).map_err(|e| {
-                    error(StatusCode::BAD_REQUEST, format!("`until` {u:?}: {e}"))
-                })?;
-                let ms = t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                Timestamp(ms)
-            }
-            _ => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "give the silence's expiry as exactly one of `for` (\"2h\") or `until` (RFC 3339)",
-                ));
-            }
-        };
-        let id = match req.id {
-            Some(id) if !id.trim().is_empty() => id,
-            _ => s.ask(|reply| Request::SilenceId { reply }).await?,
-        };
-        let silence = Silence {
-            id: id.clone(),
-            matchers,
-            until,
-            by: req.by.unwrap_or_else(|| ANONYMOUS.to_owned()),
-            comment: req.comment.unwrap_or_default(),
-        };
-        let view = SilenceView::of(&silence);
-        let decisions = s.apply_one(InputKind::Silence(silence)).await?;
-        let matches_nothing = decisions.iter().any(|d| {
-            matches!(&d.kind, DecisionKind::SilenceMatchesNothing { silence } if *silence == id)
-        });
-        Ok::<_, Response>(
-            (
-                StatusCode::CREATED,
-                Json(serde_json::json!({
-                    "silence": view,
-                    "matches_nothing": matches_nothing,
-                    "decisions": lines(&decisions),
-                })),
-            )
-                .into_response(),
-        )
+async fn add_silence(State(s): State<RuntimeApi>, bytes: axum::body::Bytes) -> Answer {
+    let req: SilenceRequest = body(&bytes)?;
+    let matchers = req
+        .matchers
+        .iter()
+        .map(|m| m.parse::<Matcher>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let until = match (req.duration.as_deref(), req.until.as_deref()) {
+        (Some(d), None) => until("for", Some(d))?.unwrap_or_default(),
+        (None, Some(u)) => {
+            let t = humantime::parse_rfc3339_weak(u)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("`until` {u:?}: {e}")))?;
+            let ms = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Timestamp(ms)
+        }
+        _ => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "give the silence's expiry as exactly one of `for` (\"2h\") or `until` (RFC 3339)",
+            ));
+        }
     };
-    result.await.unwrap_or_else(|r| r)
+    let id = match req.id {
+        Some(id) if !id.trim().is_empty() => id,
+        _ => s.ask(|reply| Request::SilenceId { reply }).await?,
+    };
+    let silence = Silence {
+        id: id.clone(),
+        matchers,
+        until,
+        by: req.by.unwrap_or_else(|| ANONYMOUS.to_owned()),
+        comment: req.comment.unwrap_or_default(),
+    };
+    let view = SilenceView::of(&silence);
+    let decisions = s.apply_one(InputKind::Silence(silence)).await?;
+    let matches_nothing = decisions.iter().any(
+        |d| matches!(&d.kind, DecisionKind::SilenceMatchesNothing { silence } if *silence == id),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "silence": view,
+            "matches_nothing": matches_nothing,
+            "decisions": lines(&decisions),
+        })),
+    )
+        .into_response())
 }
 
-async fn remove_silence(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Response {
-    match s.apply_one(InputKind::Unsilence { id: id.clone() }).await {
-        Ok(decisions) => Json(serde_json::json!({
-            "silence": id,
-            "decisions": lines(&decisions),
-        }))
-        .into_response(),
-        Err(r) => r,
-    }
+async fn remove_silence(State(s): State<RuntimeApi>, Path(id): Path<String>) -> Answer {
+    let decisions = s.apply_one(InputKind::Unsilence { id: id.clone() }).await?;
+    Ok(Json(serde_json::json!({
+        "silence": id,
+        "decisions": lines(&decisions),
+    }))
+    .into_response())
 }
 
 /// `{"for": "2h"}`; without it, until ended by hand.
@@ -373,73 +389,60 @@ async fn maintenance_on(
     State(s): State<RuntimeApi>,
     Path(host): Path<String>,
     bytes: axum::body::Bytes,
-) -> Response {
-    let result = async {
-        let req: MaintenanceRequest = body(&bytes)?;
-        let until = until("for", req.duration.as_deref())?;
-        let decisions = s
-            .apply_one(InputKind::Maintenance {
-                host: host.clone(),
-                until,
-            })
-            .await?;
-        Ok::<_, Response>(Json(serde_json::json!({
-            "host": host,
-            "maintenance": true,
-            "until": until.map(rfc3339),
-            "decisions": lines(&decisions),
-        })))
-    };
-    result.await.map_or_else(|r| r, IntoResponse::into_response)
+) -> Answer {
+    let req: MaintenanceRequest = body(&bytes)?;
+    let until = until("for", req.duration.as_deref())?;
+    let decisions = s
+        .apply_one(InputKind::Maintenance {
+            host: host.clone(),
+            until,
+        })
+        .await?;
+    Ok(Json(serde_json::json!({
+        "host": host,
+        "maintenance": true,
+        "until": until.map(rfc3339),
+        "decisions": lines(&decisions),
+    }))
+    .into_response())
 }
 
-async fn maintenance_off(State(s): State<RuntimeApi>, Path(host): Path<String>) -> Response {
-    match s
+async fn maintenance_off(State(s): State<RuntimeApi>, Path(host): Path<String>) -> Answer {
+    let decisions = s
         .apply_one(InputKind::MaintenanceEnd { host: host.clone() })
-        .await
-    {
-        Ok(decisions) => Json(serde_json::json!({
-            "host": host,
-            "maintenance": false,
-            "decisions": lines(&decisions),
-        }))
-        .into_response(),
-        Err(r) => r,
-    }
+        .await?;
+    Ok(Json(serde_json::json!({
+        "host": host,
+        "maintenance": false,
+        "decisions": lines(&decisions),
+    }))
+    .into_response())
 }
 
-async fn policies(State(s): State<RuntimeApi>) -> Response {
-    match s.ask(|reply| Request::Policies { reply }).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
+async fn policies(State(s): State<RuntimeApi>) -> Answer {
+    let v = s.ask(|reply| Request::Policies { reply }).await?;
+    Ok(Json(v).into_response())
 }
 
-async fn alerts(State(s): State<RuntimeApi>, bytes: axum::body::Bytes) -> Response {
-    let hook: Webhook = match serde_json::from_slice(&bytes) {
-        Ok(h) => h,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("not an Alertmanager webhook body: {e}"),
-            );
-        }
-    };
+async fn alerts(State(s): State<RuntimeApi>, bytes: axum::body::Bytes) -> Answer {
+    let hook: Webhook = serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("not an Alertmanager webhook body: {e}"),
+        )
+    })?;
     if hook.version != WEBHOOK_VERSION {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             format!(
                 "webhook version {:?}: this watchdog reads version {WEBHOOK_VERSION}",
                 hook.version
             ),
-        );
+        ));
     }
     let (kinds, skipped) = alertmanager::inputs(&hook);
     let accepted = kinds.len();
-    let results = match s.apply(kinds).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let results = s.apply(kinds).await?;
     let refused: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(ToString::to_string))
@@ -449,11 +452,11 @@ async fn alerts(State(s): State<RuntimeApi>, bytes: axum::body::Bytes) -> Respon
         .filter_map(|r| r.as_ref().ok())
         .flat_map(|d| lines(d))
         .collect();
-    Json(serde_json::json!({
+    Ok(Json(serde_json::json!({
         "accepted": accepted - refused.len(),
         "skipped": skipped,
         "refused": refused,
         "decisions": decisions,
     }))
-    .into_response()
+    .into_response())
 }

@@ -42,6 +42,10 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 /// The counter of generated silence ids in the store.
 const NEXT_SILENCE: &str = "next_silence";
 
+/// Per input: its decisions, or why the engine refused it; or, as a whole,
+/// why the batch could not be committed.
+pub type InputsReply = Result<Vec<Result<Vec<Decision>, EngineError>>, String>;
+
 /// What the API asks of the engine.
 pub enum Request {
     /// Apply operator inputs (ack, silence, maintenance, alerts) and answer
@@ -50,7 +54,7 @@ pub enum Request {
         /// The inputs, applied in order.
         kinds: Vec<InputKind>,
         /// Per input: the decisions' lines, or why it was refused.
-        reply: oneshot::Sender<Result<Vec<Result<Vec<Decision>, EngineError>>, String>>,
+        reply: oneshot::Sender<InputsReply>,
     },
     /// A new silence id (`s1`, `s2`, ...).
     SilenceId {
@@ -301,7 +305,12 @@ impl Driver {
             Request::Policies { reply } => {
                 let _ = reply.send(PoliciesView {
                     source: self.source.describe(),
-                    policies: self.engine.policies().iter().map(|p| p.name.clone()).collect(),
+                    policies: self
+                        .engine
+                        .policies()
+                        .iter()
+                        .map(|p| p.name.clone())
+                        .collect(),
                     last_reload: self.last_reload.clone(),
                 });
             }
@@ -359,7 +368,10 @@ impl Driver {
             Err(report) => {
                 let text = report.to_string();
                 self.metrics.reload(trigger, false, 0);
-                tracing::error!(trigger, "policy reload refused; the running policies stay:\n{text}");
+                tracing::error!(
+                    trigger,
+                    "policy reload refused; the running policies stay:\n{text}"
+                );
                 self.notes.push(note(
                     None,
                     format!("policy reload refused ({trigger}); the running policies stay"),
@@ -419,12 +431,7 @@ impl Driver {
                         .first()
                         .map(|t| self.mapper.labels(t))
                         .unwrap_or_default();
-                    let note = notification(
-                        n,
-                        d.at,
-                        fired.map(|f| Timestamp(f as u64)),
-                        labels,
-                    );
+                    let note = notification(n, d.at, fired.map(|f| Timestamp(f as u64)), labels);
                     batch.extend(self.deliveries(note, &n.channel));
                 }
                 _ => {}
@@ -441,7 +448,8 @@ impl Driver {
             commit.meta.push((NEXT_SILENCE, self.next_silence));
         }
         let state_bytes = if self.dirty || !decisions.is_empty() {
-            let json = serde_json::to_string(&self.engine.snapshot()).expect("engine state serializes");
+            let json =
+                serde_json::to_string(&self.engine.snapshot()).expect("engine state serializes");
             let n = json.len();
             commit.state = Some(json);
             Some(n)

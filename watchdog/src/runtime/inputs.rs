@@ -320,19 +320,24 @@ mod tests {
             panic!("no samples")
         };
         assert_eq!((s[0].metric.as_str(), s[0].value), (CPU_BUSY_RATIO, 0.25));
-        assert_eq!((s[1].metric.as_str(), s[1].value), (MEMORY_USED_RATIO, 0.75));
+        assert_eq!(
+            (s[1].metric.as_str(), s[1].value),
+            (MEMORY_USED_RATIO, 0.75)
+        );
         assert!(telemetry_samples("hv1", &v1::Telemetry::default()).is_none());
     }
 
     #[test]
     fn service_changes_are_states_and_exits_are_events_of_the_service() {
         let change = v1::Event {
-            kind: Some(v1::event::Kind::ServiceStateChange(v1::ServiceStateChange {
-                service: "nginx".into(),
-                old_state: "running".into(),
-                new_state: "failed".into(),
-                ..Default::default()
-            })),
+            kind: Some(v1::event::Kind::ServiceStateChange(
+                v1::ServiceStateChange {
+                    service: "nginx".into(),
+                    old_state: "running".into(),
+                    new_state: "failed".into(),
+                    ..Default::default()
+                },
+            )),
             ..Default::default()
         };
         assert_eq!(

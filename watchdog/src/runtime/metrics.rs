@@ -150,7 +150,10 @@ impl RuntimeMetrics {
     /// Counts a decided notification.
     pub fn notification(&self, channel: &str, kind: &'static str) {
         self.notifications
-            .get_or_create(&vec![("channel", channel.to_owned()), ("kind", kind.into())])
+            .get_or_create(&vec![
+                ("channel", channel.to_owned()),
+                ("kind", kind.into()),
+            ])
             .inc();
     }
 

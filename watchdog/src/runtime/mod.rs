@@ -126,10 +126,7 @@ pub struct PolicyRuntime {
 pub fn check(config: &Config) -> Result<Report, RuntimeError> {
     let channels = ChannelSet::build(&config.channels)?;
     let source = PolicySource::of(&config.policies);
-    let report = source.check(&source::check_options(
-        &channels.names(),
-        &config.policies,
-    ));
+    let report = source.check(&source::check_options(&channels.names(), &config.policies));
     if report.is_ok() {
         Ok(report)
     } else {
@@ -188,9 +185,8 @@ impl PolicyRuntime {
                 };
                 let state: EngineState =
                     serde_json::from_str(&json).map_err(|e| restore_err(e.to_string()))?;
-                let (engine, decisions) =
-                    Engine::restore_with_planner(set, state, engine_planner)
-                        .map_err(|e| restore_err(e.to_string()))?;
+                let (engine, decisions) = Engine::restore_with_planner(set, state, engine_planner)
+                    .map_err(|e| restore_err(e.to_string()))?;
                 tracing::info!(
                     saved_ms,
                     incidents = engine.incidents().count(),
@@ -307,7 +303,9 @@ async fn awaited(
         match store.step(&id).await? {
             Some((json, decided_ms)) => match serde_json::from_str::<StepRun>(&json) {
                 Ok(step) => out.push((step, Timestamp(decided_ms.max(0) as u64))),
-                Err(e) => tracing::error!(run = %id, error = %e, "stored step unreadable; it will time out"),
+                Err(e) => {
+                    tracing::error!(run = %id, error = %e, "stored step unreadable; it will time out")
+                }
             },
             None => tracing::error!(run = %id, "awaited step not in the store; it will time out"),
         }

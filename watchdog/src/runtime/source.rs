@@ -155,10 +155,12 @@ fn load_embedded(opts: &CheckOptions) -> Result<PolicySet, Report> {
                 report.policies.push(p.name.clone());
                 policies.push(p);
             }
-            Ok(p) => report.errors.push(hyperwatch_policies::diag::Diagnostic::file(
-                &p.file,
-                format!("policy name `{}` is used twice", p.name),
-            )),
+            Ok(p) => report
+                .errors
+                .push(hyperwatch_policies::diag::Diagnostic::file(
+                    &p.file,
+                    format!("policy name `{}` is used twice", p.name),
+                )),
             Err(errors) => report.errors.extend(errors),
         }
     }

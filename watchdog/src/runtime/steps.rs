@@ -171,7 +171,8 @@ async fn agent_action(
     };
     while registry.connection(&host).is_none() {
         if SystemTime::now() >= deadline {
-            let why = format!("the agent of host {host} was not connected before the step's deadline");
+            let why =
+                format!("the agent of host {host} was not connected before the step's deadline");
             return (StepResult::Failed(why.clone()), why);
         }
         tokio::time::sleep(RECONNECT_POLL).await;
@@ -291,7 +292,10 @@ async fn batch(
                 let why = format!(
                     "{command} did not finish within {timeout:?}: its process group was killed"
                 );
-                (StepResult::Failed(why.clone()), format!("{why}\n{}", r.output))
+                (
+                    StepResult::Failed(why.clone()),
+                    format!("{why}\n{}", r.output),
+                )
             }
             Some(s) if s.success() => (
                 StepResult::Succeeded,
@@ -299,7 +303,10 @@ async fn batch(
             ),
             Some(s) => {
                 let why = format!("{command} failed with {}", describe_status(s));
-                (StepResult::Failed(why.clone()), format!("{why}\n{}", r.output))
+                (
+                    StepResult::Failed(why.clone()),
+                    format!("{why}\n{}", r.output),
+                )
             }
         },
     }
