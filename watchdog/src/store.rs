@@ -193,14 +193,12 @@ impl Store {
         Ok(Self { outbox })
     }
 
-    /// The outbox sharing this store.
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
     /// Writes a batch in one transaction; returns how many outbox
     /// deliveries were new (a replayed decision adds none).
     pub async fn commit(&self, c: Commit, now_ms: i64) -> Result<usize, StoreError> {
+        if c.is_empty() {
+            return Ok(0);
+        }
         let added = self
             .outbox
             .with("committing decisions", move |conn| {

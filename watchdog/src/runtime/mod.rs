@@ -109,10 +109,9 @@ pub enum RuntimeError {
 
 /// The running policy runtime.
 pub struct PolicyRuntime {
-    /// The store (engine state, incidents, audit log, outbox).
+    /// The store (engine state, incidents, audit log, outbox), for readers
+    /// such as a status page.
     pub store: Store,
-    /// The notifier (outbox and channels).
-    pub notifier: Notifier,
     routes: Option<axum::Router>,
     stop: watch::Sender<bool>,
     driver: JoinHandle<()>,
@@ -263,7 +262,6 @@ impl PolicyRuntime {
         });
         Ok(Self {
             store,
-            notifier,
             routes: Some(routes),
             stop,
             driver,
