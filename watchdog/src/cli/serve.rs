@@ -13,6 +13,9 @@ use crate::{
     service::Watchdog,
 };
 
+/// Bound on the last tasks' ending after the watchdog stopped serving.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Flags of `hyperwatch serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -90,6 +93,9 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
         policies.stop().await;
         served.map_err(anyhow::Error::from)
     });
+    // A task stuck in long work (the engine digesting a storm) must not
+    // hold the exit: everything decided is already on disk.
+    runtime.shutdown_timeout(EXIT_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -184,7 +184,7 @@ impl Driver {
                 }
             }
             for _ in 0..DRAIN_BATCH {
-                if !events_open {
+                if !events_open || *stop.borrow() {
                     break;
                 }
                 match events.try_recv() {

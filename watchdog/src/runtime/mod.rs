@@ -282,10 +282,19 @@ impl PolicyRuntime {
         let _ = self.stop.send(true);
         let mut driver = self.driver;
         if tokio::time::timeout(STOP_GRACE, &mut driver).await.is_err() {
-            tracing::warn!("the policy engine did not stop within {STOP_GRACE:?}");
+            tracing::warn!(
+                "the policy engine did not stop within {STOP_GRACE:?}; nothing it decided since its last commit was carried out"
+            );
             driver.abort();
         }
-        self.delivery.stop().await;
+        if tokio::time::timeout(STOP_GRACE, self.delivery.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "notifications still being sent {STOP_GRACE:?} after shutdown began; they stay in the outbox and are sent after the restart"
+            );
+        }
     }
 }
 
