@@ -32,7 +32,7 @@ const FIRES_WITHIN: Duration = Duration::from_secs(15);
 const WITHIN: Duration = Duration::from_secs(15);
 
 const HEARTBEAT_POLICY: &str = r#"version = 1
-summary = "host {name} stopped sending heartbeats"
+summary = "host {name} (rack {rack}) stopped sending heartbeats"
 severity = "critical"
 
 [target]
@@ -77,12 +77,19 @@ fn each_ladder_level_reaches_its_receiver_at_the_policys_time() -> anyhow::Resul
     let mut agent = start_agent(
         dir,
         "hb",
-        &agent_config(&certs, watchdog.stream_addr, "hv-hb", "hv-hb", ""),
+        &agent_config(
+            &certs,
+            watchdog.stream_addr,
+            "hv-hb",
+            "hv-hb",
+            "[labels]\ncluster = \"e2e\"\nrack = \"r9\"\n",
+        ),
     )?;
-    watchdog.wait_for("hv-hb healthy", HEALTHY_WITHIN, |w| {
+    let host = watchdog.wait_for("hv-hb healthy", HEALTHY_WITHIN, |w| {
         Ok(w.host("hv-hb")?
             .filter(|h| h["state"] == "healthy" && h["heartbeats"].as_u64() >= Some(3)))
     })?;
+    assert_eq!(host["labels"]["rack"], "r9", "the agent's [labels]: {host}");
 
     agent.kill()?;
     let id = wait_new_incident(&watchdog, "heartbeat", "host:hv-hb", None, FIRES_WITHIN)?;
@@ -124,8 +131,8 @@ fn each_ladder_level_reaches_its_receiver_at_the_policys_time() -> anyhow::Resul
     assert!(
         text.body["text"]
             .as_str()
-            .is_some_and(|t| t.contains("hv-hb")),
-        "{:?}",
+            .is_some_and(|t| t.contains("host hv-hb (rack r9) stopped")),
+        "the summary has the host's label from its agent: {:?}",
         text
     );
     // Once each, not more.

@@ -311,3 +311,138 @@ async fn batch(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hyperwatch_policies::{IncidentId, RunId, time::Duration as Span};
+
+    use super::*;
+
+    fn step(command: &str) -> StepRun {
+        let target: hyperwatch_policies::target::TargetRef = "service:hv1/web".parse().unwrap();
+        StepRun {
+            run: RunId {
+                incident: IncidentId(4),
+                target: target.clone(),
+                run: 1,
+                step: 2,
+                attempt: 1,
+            },
+            target,
+            host: Some("hv1".into()),
+            step: 2,
+            attempt: 1,
+            attempts: 1,
+            timeout: Span::secs(5),
+            action: StepAction::Batch {
+                command: command.into(),
+                args: Vec::new(),
+            },
+        }
+    }
+
+    fn script(dir: &Path, body: &str) -> String {
+        let path = dir.join("step.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let mut perm = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&path, perm).unwrap();
+        path.display().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_batch_step_sees_the_incident_and_its_exit_status_is_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("seen");
+        let cmd = script(
+            dir.path(),
+            &format!(
+                "echo \"$HYPERWATCH_RUN_ID $HYPERWATCH_LABEL_RACK $1\" > {o}; cat >> {o}",
+                o = out.display()
+            ),
+        );
+        let labels = BTreeMap::from([("rack".to_owned(), "r7".to_owned())]);
+        let args = ["{rack}".to_owned()];
+        let rendered: Vec<String> = args
+            .iter()
+            .map(|a| render_summary(a, "p", &labels))
+            .collect();
+        let (result, detail) = batch(
+            &cmd,
+            &rendered,
+            &step(&cmd),
+            &labels,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(result, StepResult::Succeeded, "{detail}");
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            seen.starts_with("inc-4/service:hv1/web/run1/step2/try1 r7 r7\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("\"target\": \"service:hv1/web\""), "{seen}");
+
+        let failing = script(dir.path(), "echo broken >&2; exit 3");
+        let (result, detail) = batch(
+            &failing,
+            &[],
+            &step(&failing),
+            &labels,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            matches!(&result, StepResult::Failed(why) if why.contains("exit status 3")),
+            "{result:?}"
+        );
+        assert!(detail.contains("broken"), "the output is kept: {detail}");
+
+        let (result, _) = batch(
+            "/nonexistent/step",
+            &[],
+            &step("/nonexistent/step"),
+            &labels,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(result, StepResult::NotAvailable(_)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_batch_step_is_killed_with_its_children_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("child.pid");
+        let cmd = script(
+            dir.path(),
+            &format!("sleep 300 & echo $! > {}; wait", pid.display()),
+        );
+        let started = std::time::Instant::now();
+        let (result, _) = batch(
+            &cmd,
+            &[],
+            &step(&cmd),
+            &BTreeMap::new(),
+            Duration::from_millis(500),
+        )
+        .await;
+        assert!(
+            matches!(&result, StepResult::Failed(why) if why.contains("did not finish")),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let child: i32 = std::fs::read_to_string(&pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed (a zombie at most until its parent, gone too, is reaped).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = state.rsplit(')').next().unwrap_or("").trim().to_owned();
+        assert!(
+            state.is_empty() || state.starts_with('Z'),
+            "the script's child survived: {state}"
+        );
+    }
+}
