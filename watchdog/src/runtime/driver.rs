@@ -21,6 +21,7 @@ use super::{
     inputs::{InputMapper, host_state, telemetry_samples},
     metrics::RuntimeMetrics,
     notify::notification,
+    record::{self, note},
     source::{PolicySource, Reload},
     steps::{StepReport, StepRunner},
     view::{self, IncidentView, SilenceView},
@@ -415,8 +416,8 @@ impl Driver {
         let mut batch: Vec<(NewDelivery, String)> = Vec::new();
         let decisions = std::mem::take(&mut self.unsaved);
         for d in &decisions {
-            self.book(d, &mut touched);
-            commit.audit.push(audit(d));
+            record::book(&mut self.book, d, &mut touched);
+            commit.audit.push(record::audit(d));
             match &d.kind {
                 DecisionKind::RunStep(r) => commit.steps.push(StepRow {
                     run: r.run.to_string(),
@@ -568,121 +569,5 @@ impl Driver {
                     .collect()
             }
         }
-    }
-
-    /// Keeps the incident rows in step with the decisions.
-    fn book(&mut self, d: &Decision, touched: &mut Vec<IncidentId>) {
-        let at = d.at.0 as i64;
-        let id = match &d.kind {
-            DecisionKind::Opened {
-                incident,
-                policy,
-                fingerprint,
-                status,
-                target,
-                severity,
-                summary,
-            } => {
-                self.book.insert(
-                    *incident,
-                    IncidentRow {
-                        id: incident.to_string(),
-                        num: incident.0,
-                        policy: policy.clone(),
-                        fingerprint: fingerprint.clone(),
-                        severity: severity.to_string(),
-                        summary: summary.clone(),
-                        status: status.to_string(),
-                        opened_ms: at,
-                        fired_ms: (*status != Status::Pending).then_some(at),
-                        resolved_ms: None,
-                        targets: vec![target.to_string()],
-                    },
-                );
-                *incident
-            }
-            DecisionKind::Joined { incident, target } => {
-                if let Some(b) = self.book.get_mut(incident) {
-                    let t = target.to_string();
-                    if !b.targets.contains(&t) {
-                        b.targets.push(t);
-                    }
-                }
-                *incident
-            }
-            DecisionKind::Status {
-                incident, status, ..
-            } => {
-                if let Some(b) = self.book.get_mut(incident) {
-                    b.status = status.to_string();
-                    match status {
-                        Status::Resolved => b.resolved_ms = Some(at),
-                        Status::Firing | Status::Recovering if b.fired_ms.is_none() => {
-                            b.fired_ms = Some(at)
-                        }
-                        _ => {}
-                    }
-                }
-                *incident
-            }
-            _ => return,
-        };
-        if !touched.contains(&id) {
-            touched.push(id);
-        }
-    }
-}
-
-/// A runtime audit line.
-pub fn note(incident: Option<IncidentId>, line: String, detail: Option<String>) -> AuditEntry {
-    AuditEntry {
-        at_ms: now_ms(),
-        incident: incident.map(|i| i.to_string()),
-        kind: "runtime".into(),
-        line,
-        detail,
-    }
-}
-
-/// The audit line of a decision; its detail is the decision as JSON.
-fn audit(d: &Decision) -> AuditEntry {
-    let json = serde_json::to_value(&d.kind).unwrap_or_default();
-    let kind = json
-        .as_object()
-        .and_then(|o| o.keys().next().cloned())
-        .unwrap_or_else(|| "decision".to_owned());
-    AuditEntry {
-        at_ms: d.at.0 as i64,
-        incident: incident_of(&d.kind).map(|i| i.to_string()),
-        kind,
-        line: d.line(),
-        detail: Some(json.to_string()),
-    }
-}
-
-/// The incident a decision is about, if any.
-fn incident_of(k: &DecisionKind) -> Option<IncidentId> {
-    use DecisionKind as D;
-    match k {
-        D::Opened { incident, .. }
-        | D::Joined { incident, .. }
-        | D::Left { incident, .. }
-        | D::Status { incident, .. }
-        | D::StepFinished { incident, .. }
-        | D::RecoveryHeld { incident, .. }
-        | D::RecoverySkipped { incident, .. }
-        | D::RecoveryFailed { incident, .. }
-        | D::LevelHeld { incident, .. }
-        | D::Flapping { incident, .. }
-        | D::Acked { incident, .. }
-        | D::Unacked { incident }
-        | D::AckExpired { incident } => Some(*incident),
-        D::RunStep(r) => Some(r.run.incident),
-        D::CancelStep { run, .. } | D::StaleResult { run } => Some(run.incident),
-        D::Notify(n) => Some(n.incident),
-        D::FlappingEnded { .. }
-        | D::SilenceMatchesNothing { .. }
-        | D::SilenceExpired { .. }
-        | D::MaintenanceEnded { .. } => None,
     }
 }

@@ -14,6 +14,7 @@
 //!   LUN rebalancer plug in.
 //! * [`steps`]: carrying out recovery steps.
 //! * [`driver`]: the task that owns the engine.
+//! * [`record`]: incident rows and audit lines from the decisions.
 //! * [`view`]: what the API shows of incidents and silences.
 //! * [`api`]: the HTTP routes (incidents, acks, silences, maintenance,
 //!   policies, Alertmanager).
@@ -27,6 +28,7 @@ pub mod inputs;
 pub mod metrics;
 pub mod notify;
 pub mod planner;
+pub mod record;
 pub mod source;
 pub mod steps;
 pub mod view;
@@ -44,9 +46,10 @@ use tokio::{
 };
 
 use self::{
-    driver::{Driver, note},
+    driver::Driver,
     metrics::RuntimeMetrics,
     planner::{EnginePlanner, PlanExecutor},
+    record::note,
     source::PolicySource,
     steps::StepRunner,
 };
