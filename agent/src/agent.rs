@@ -6,7 +6,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use tokio::task::JoinHandle;
 
 use crate::{
-    collectors::{ProcessExitsCollector, Registry, ServicesCollector, VmCollector},
+    collectors::{Collector, ProcessExitsCollector, Registry, ServicesCollector, VmCollector},
     config::Config,
     ebpf::{Ebpf, EbpfError},
     events::EventBus,
@@ -15,7 +15,11 @@ use crate::{
     metrics::{Family, Kind},
     monitor, server,
     services::{self, ServiceStates},
-    stream::{self, EventSender, StreamHandle},
+    stream::{
+        self, EventSender, StreamHandle,
+        inventory::{self, RealSources},
+        session::Settings,
+    },
     vm::{self, VmInventory, tracker::VmTracker},
 };
 
@@ -117,6 +121,69 @@ impl Agent {
     /// programs. Subscribe before [`Agent::start`] to see every event.
     pub fn events(&self) -> &EventBus {
         &self.bus
+    }
+
+    /// An agent whose only collector is `collector` (the simulated host):
+    /// no eBPF, no procfs, no VM discovery, no service checks.
+    pub fn simulated(config: &Config, collector: Box<dyn Collector>) -> Self {
+        let mut none = Config::default();
+        for (name, _) in crate::collectors::COLLECTORS {
+            if let Some(enabled) = none.collectors.enabled_mut(name) {
+                *enabled = false;
+            }
+        }
+        let mut registry = Registry::new(&none, None);
+        registry.push(collector);
+        let stream = (!config.stream.endpoints.is_empty())
+            .then(|| Arc::new(StreamHandle::new(config.stream.buffer_records)));
+        Self {
+            registry,
+            ebpf: None,
+            stream,
+            config: config.clone(),
+            bus: EventBus::new(),
+            exits: None,
+            vms: Arc::new(VmTracker::new(None)),
+            services: Arc::new(ServiceStates::default()),
+        }
+    }
+
+    /// Where this host's inventory comes from: the host itself, the VM
+    /// tracker when the `vm` collector runs, the storage backends when the
+    /// `storage` collector runs and any are configured.
+    fn inventory_sources(&self) -> RealSources {
+        let config = &self.config;
+        let c = &config.collectors;
+        let s = &config.storage;
+        let storage = c.storage.enabled
+            && !(s.lvm_volume_groups.is_empty()
+                && s.directory_pools.is_empty()
+                && s.block_devices.is_empty());
+        let mut base = stream::identity::inventory(&config.paths.procfs);
+        // The watchdog learns the service targets before any changes state.
+        base.services = config.services.0.iter().map(|s| s.name.clone()).collect();
+        if c.vm.enabled {
+            base.roles.push(inventory::ROLE_HYPERVISOR.into());
+        }
+        if storage {
+            base.roles.push(inventory::ROLE_STORAGE.into());
+        }
+        RealSources {
+            base,
+            vms: c.vm.enabled.then(|| self.vms.clone()),
+            storage: storage.then(|| {
+                (
+                    config.storage.clone(),
+                    config.paths.procfs.clone(),
+                    config.paths.sysfs.clone(),
+                )
+            }),
+        }
+    }
+
+    /// The stream's shared state, when a stream is configured.
+    pub fn stream_handle(&self) -> Option<&Arc<StreamHandle>> {
+        self.stream.as_ref()
     }
 
     /// Emits events to the watchdog; None when no stream is configured.
@@ -260,6 +327,33 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let agent = Arc::new(Agent::new(&config));
     let background = agent.start();
+    let mut tasks = Vec::new();
+    let settings = match agent.stream.clone() {
+        Some(handle) => {
+            tasks.push(tokio::spawn(inventory::watch_real(
+                handle.inventory.clone(),
+                agent.inventory_sources(),
+            )));
+            Some(Settings::load(&config, &handle, agent.ebpf_enabled())?)
+        }
+        None => None,
+    };
+    serve(agent, &config, settings, tasks, shutdown).await?;
+    tracing::info!("stopped serving; detaching eBPF programs");
+    drop(background);
+    Ok(())
+}
+
+/// Serves /metrics and, with `settings`, keeps the stream to the watchdog
+/// up (with its telemetry loop) until `shutdown`; then stops `tasks` too.
+/// The real agent and the simulator both run through here.
+pub async fn serve(
+    agent: Arc<Agent>,
+    config: &Config,
+    settings: Option<Settings>,
+    mut tasks: Vec<JoinHandle<()>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| AgentError::Listen {
@@ -267,9 +361,7 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(AgentError::Serve)?;
-    let mut tasks = Vec::new();
-    if let Some(handle) = agent.stream.clone() {
-        let settings = stream::session::Settings::load(&config, &handle, agent.ebpf_enabled())?;
+    if let (Some(handle), Some(settings)) = (agent.stream.clone(), settings) {
         let interval =
             std::time::Duration::try_from_secs_f64(config.stream.telemetry_interval_seconds)
                 .unwrap_or(std::time::Duration::MAX);
@@ -288,11 +380,7 @@ pub async fn run(
         task.abort();
         let _ = task.await;
     }
-    served.map_err(AgentError::Serve)?;
-    tracing::info!("stopped serving; detaching eBPF programs");
-    drop(background);
-    drop(agent);
-    Ok(())
+    served.map_err(AgentError::Serve)
 }
 
 /// Tells the operator (and tests) where the metrics are.

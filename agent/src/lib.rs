@@ -19,8 +19,10 @@
 //! * [`clock`]: kernel timestamps to wall-clock time.
 //! * [`server`]: the HTTP endpoint (/metrics, /healthz, /, local events).
 //! * [`forward`]: the event bus, forwarded to the watchdog stream.
-//! * [`stream`]: heartbeats, telemetry and events to the watchdog, and the
-//!   allowlisted actions it may ask for.
+//! * [`stream`]: heartbeats, telemetry, events and the inventory to the
+//!   watchdog, and the allowlisted actions it may ask for.
+//! * [`sim`]: simulation mode: a modelled hypervisor or storage host driven
+//!   by a scenario, speaking the real protocol.
 //! * [`agent`]: ties them together and runs until shutdown.
 
 pub mod agent;
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod server;
 pub mod services;
+pub mod sim;
 pub mod storage;
 pub mod stream;
 pub mod stuck;

@@ -2,13 +2,18 @@
 //! up logging and runs the agent until SIGTERM or SIGINT.
 //!
 //! Exit status: 0 after a clean stop or a config that checks, 1 when the
-//! configuration is invalid, 2 for bad command-line usage, 3 when the agent
-//! cannot start (for example, the port is taken).
+//! configuration (or the scenario) is invalid, 2 for bad command-line
+//! usage, 3 when the agent cannot start (for example, the port is taken),
+//! 4 when a simulated host crashes as its scenario says.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
-use hyperwatch_agent::{collectors::COLLECTORS, config};
+use hyperwatch_agent::{
+    collectors::COLLECTORS,
+    config,
+    sim::{self, scenario::Scenario},
+};
 
 /// hyperwatch-agent measures this host (CPU, memory, disks, network, through
 /// procfs and eBPF) and serves the figures at /metrics for Prometheus.
@@ -32,6 +37,12 @@ struct Cli {
     /// Listen address for /metrics, overriding [http] listen.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+
+    /// Simulate the host a scenario file describes (VMs or storage, timed
+    /// phases) instead of measuring this one; [stream] and [http] of the
+    /// configuration apply as usual. See agent/sim/*.toml.
+    #[arg(long, value_name = "SCENARIO")]
+    simulate: Option<PathBuf>,
 
     /// Log filter (tracing env-filter syntax), e.g. `info` or
     /// `hyperwatch_agent=debug`. RUST_LOG overrides it.
@@ -76,7 +87,17 @@ fn main() -> ExitCode {
     if let Some(listen) = cli.listen {
         config.http.listen = listen;
     }
+    let scenario = match cli.simulate.as_deref().map(Scenario::load).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hyperwatch-agent: invalid scenario: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if cli.check_config {
+        if let Some(path) = &cli.simulate {
+            println!("{}: scenario is valid", path.display());
+        }
         let name = cli
             .config
             .as_deref()
@@ -102,7 +123,10 @@ fn main() -> ExitCode {
     // arrives during start-up still gets the clean shutdown.
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal();
-        hyperwatch_agent::run(config, shutdown).await
+        match scenario {
+            Some(scenario) => sim::run(config, scenario, shutdown).await,
+            None => hyperwatch_agent::run(config, shutdown).await,
+        }
     });
     match result {
         Ok(()) => {

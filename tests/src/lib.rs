@@ -13,6 +13,10 @@
 //! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
 //! * [`runtime`]: the policy runtime's tests: console file, incidents API,
 //!   operator CLI, SMTP sink and SMS gateway receivers.
+//! * [`sim`]: simulated agents (`--simulate`) streaming to a watchdog.
+//! * [`prometheus`]: a real Prometheus server and promtool.
+//! * [`promql`]: the metric names PromQL expressions and Grafana
+//!   dashboards read.
 //!
 //! The binaries come from the same `cargo test --workspace` build (as
 //! `cargo xtask test` runs it).
@@ -23,6 +27,9 @@ pub mod http;
 pub mod lvm;
 pub mod metrics;
 pub mod process;
+pub mod prometheus;
+pub mod promql;
 pub mod root;
 pub mod runtime;
+pub mod sim;
 pub mod watchdog;

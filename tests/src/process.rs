@@ -46,7 +46,22 @@ impl AgentProcess {
     /// Starts the agent with `args` (a `--listen 127.0.0.1:0` is added) and
     /// waits for it to announce its metrics address.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary("hyperwatch-agent"))
+        Self::start_under(&[], args)
+    }
+
+    /// Like [`Self::start`], run through `wrapper` (a program and its
+    /// arguments that execs the agent, such as `setpriv ...`).
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> anyhow::Result<Self> {
+        let agent = binary("hyperwatch-agent");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&agent);
+                c
+            }
+            None => Command::new(&agent),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
@@ -109,6 +124,21 @@ impl AgentProcess {
     pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
         self.child.kill()?;
         Ok(self.child.wait()?)
+    }
+
+    /// Waits at most `limit` for the agent to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.log();
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("agent still running {limit:?} later");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit.

@@ -228,6 +228,31 @@ fn an_ack_through_the_cli_stops_escalation_and_an_empty_silence_is_reported() ->
         console.lines()?
     );
 
+    // The status page lists both, with the level each reached.
+    let status = watchdog.get_json("/api/v1/status")?;
+    assert_eq!(status["incidents"]["available"], true, "{status}");
+    let items = status["incidents"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let level = |id: &str| {
+        items
+            .iter()
+            .find(|i| i["id"] == id)
+            .and_then(|i| i["level"].as_u64())
+    };
+    assert_eq!(
+        (level(&acked), level(&loud)),
+        (Some(1), Some(2)),
+        "{status}"
+    );
+    assert!(
+        watchdog
+            .metric("hyperwatch_incidents_open{policy=\"high-load\",state=\"firing\",level=\"2\"}")?
+            .is_some_and(|n| n >= 1.0),
+        "the status metrics count the escalated incident"
+    );
+
     let out = cli(&[
         "silence",
         "add",

@@ -1,5 +1,7 @@
 //! The HTTP API and /metrics (axum): hosts and their state, one host with
-//! its recent events, and named actions sent to a host's agent.
+//! its inventory, usage windows and recent events, the storage map, named
+//! actions sent to a host's agent, and the status page with its aggregated
+//! endpoint.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -13,8 +15,10 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
+    cluster_view,
     commands::{CommandError, CommandRouter},
     registry::Registry,
+    status::{self, StatusSources},
 };
 
 /// What the handlers share.
@@ -22,14 +26,19 @@ use crate::{
 pub struct ApiState {
     pub registry: Arc<Registry>,
     pub commands: Arc<CommandRouter>,
+    /// What other parts provide to the status page.
+    pub status: Arc<StatusSources>,
 }
 
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(status::page))
+        .route("/api/v1/status", get(status::get))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
         .route("/api/v1/hosts/{id}/actions/{name}", post(action))
+        .route("/api/v1/storage", get(storage))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
@@ -44,6 +53,11 @@ async fn host(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
         Some(h) => Json(h).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no host {id:?}")),
     }
+}
+
+/// Every host's storage devices with the LUNs on them.
+async fn storage(State(s): State<ApiState>) -> Response {
+    Json(cluster_view::storage_map(&s.registry.capacity())).into_response()
 }
 
 /// Body of an action request; an empty body means no arguments.

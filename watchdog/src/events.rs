@@ -1,6 +1,6 @@
 //! What the watchdog publishes to the parts after ingest (policy engine,
-//! planner, status page): host state changes, connections, telemetry and
-//! agent events, on one broadcast channel. A subscriber that falls behind
+//! planner, status page): host state changes, connections, telemetry,
+//! agent events and inventories, on one broadcast channel. A subscriber that falls behind
 //! loses the oldest items (it is told how many) and re-reads the
 //! [`crate::registry::Registry`] snapshot, which always holds the latest.
 
@@ -46,6 +46,12 @@ pub enum ClusterEvent {
     },
     /// An agent event arrived (new sequence numbers only).
     AgentEvent { host: String, event: Arc<v1::Event> },
+    /// A host's inventory arrived: with each hello, and whenever its VMs or
+    /// storage change.
+    Inventory {
+        host: String,
+        inventory: Arc<v1::Inventory>,
+    },
 }
 
 /// The sending side, held by ingest and the detector loop.

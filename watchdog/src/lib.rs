@@ -25,10 +25,15 @@
 //! * [`health`]: a host's health states and transitions (pure).
 //! * [`registry`]: all hosts, updated by ingest and the detector loop.
 //! * [`snapshot`]: serialisable views of hosts for readers.
+//! * [`usage_window`]: each host's usage over a bounded window.
+//! * [`cluster_view`]: the registry as the planner's and the rebalancer's
+//!   snapshots, and the storage map of the API.
 //! * [`events`]: [`events::ClusterEvents`], what later parts subscribe to.
 //! * [`commands`]: `send_command`, named actions to agents and their results.
 //! * [`metrics`]: the watchdog's own Prometheus metrics.
 //! * [`api`]: the HTTP JSON API and /metrics.
+//! * [`status`]: the status page at `/`, `GET /api/v1/status`, and the
+//!   [`status::StatusSources`] other parts register providers with.
 //! * [`service`]: wiring it all into a running [`service::Watchdog`].
 //! * [`store`]: the policy runtime's tables (engine state, incidents, step
 //!   runs, audit log) beside the outbox's in the same SQLite store.
@@ -41,6 +46,7 @@ pub mod api;
 pub mod certs;
 pub mod channels;
 pub mod cli;
+pub mod cluster_view;
 pub mod commands;
 pub mod config;
 pub mod detector;
@@ -57,6 +63,8 @@ pub mod registry;
 pub mod runtime;
 pub mod service;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod tls;
+pub mod usage_window;
 pub mod version;

@@ -117,6 +117,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds families another part computes at scrape time.
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .register_collector(collector);
+    }
+
     /// Counts a received message of `kind`.
     pub fn message(&self, kind: &'static str) {
         self.messages.get_or_create(&vec![("kind", kind)]).inc();

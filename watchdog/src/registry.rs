@@ -1,6 +1,7 @@
 //! The host registry: one record per host (identity, inventory, detector,
-//! health, connection, latest telemetry, recent events), the ingest entry
-//! points that update it, and the snapshots the API and later parts read.
+//! health, connection, latest telemetry, usage windows, recent events), the
+//! ingest entry points that update it, and the snapshots the API and later
+//! parts read.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -14,12 +15,14 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::{
+    cluster_view::HostCapacity,
     config::DetectorConfig,
     detector::{DetectorParams, HeartbeatDetector, Verdict},
     events::{ClusterEvent, ClusterEvents},
     health::{Health, HostState},
     metrics::Metrics,
     snapshot::{EventView, HostSnapshot},
+    usage_window::UsageWindows,
 };
 
 /// Recent events kept per host for the API; the full stream goes to
@@ -55,6 +58,15 @@ pub struct HostRecord {
     pub last_heartbeat_at: Option<Instant>,
     pub heartbeats: u64,
     pub telemetry: Option<Arc<v1::Telemetry>>,
+    /// The latest inventory: from the hello, then from each InventoryUpdate.
+    pub inventory: Arc<v1::Inventory>,
+    /// When that inventory arrived.
+    pub inventory_at: SystemTime,
+    /// Usage over a bounded window of telemetry summaries; shared with
+    /// capacity snapshots, copied only when written while one holds it.
+    pub usage: Arc<UsageWindows>,
+    /// Set by an operator: the host is being drained and receives nothing.
+    pub maintenance: bool,
     /// Highest sequence numbers received from `hello.agent_instance`.
     pub events_through: u64,
     pub telemetry_through: u64,
@@ -96,6 +108,11 @@ impl Registry {
         }
     }
 
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
     /// The detectors' clock: time since the registry was made.
     pub fn now(&self) -> Duration {
         self.epoch.elapsed()
@@ -134,6 +151,10 @@ impl Registry {
                     last_heartbeat_at: None,
                     heartbeats: 0,
                     telemetry: None,
+                    inventory: Arc::default(),
+                    inventory_at: SystemTime::now(),
+                    usage: Arc::default(),
+                    maintenance: false,
                     events_through: 0,
                     telemetry_through: 0,
                     recent_events: VecDeque::new(),
@@ -159,6 +180,9 @@ impl Registry {
                 r.telemetry_through = 0;
             }
             r.hello = hello.clone();
+            // The hello carries the inventory as of this connection.
+            let inventory = Arc::new(hello.inventory.clone().unwrap_or_default());
+            set_inventory(&mut r, inventory);
             if let Some(old) = r.connection.replace(connection) {
                 old.replaced.notify_one();
                 tracing::info!(host = %hello.host_id, old_peer = %old.peer, new_peer = %peer, "stream replaced by a newer one");
@@ -187,6 +211,7 @@ impl Registry {
             peer,
             hello,
         });
+        self.publish_inventory(&entry);
         (entry, welcome)
     }
 
@@ -229,6 +254,44 @@ impl Registry {
             .observe((lag.max(0) as f64) / 1e9);
     }
 
+    /// A new inventory arrived. One stream delivers them in order, and a
+    /// reconnect's hello carries the current one, so an older revision
+    /// here can only be a confused agent: it is logged and ignored.
+    pub fn inventory_update(&self, entry: &HostEntry, update: v1::InventoryUpdate) {
+        let Some(inventory) = update.inventory else {
+            return;
+        };
+        {
+            let mut r = entry.lock().expect("host lock");
+            if inventory.revision < r.inventory.revision {
+                tracing::warn!(host = %r.id, revision = inventory.revision, held = r.inventory.revision, "an older inventory revision; ignored");
+                return;
+            }
+            set_inventory(&mut r, Arc::new(inventory));
+        }
+        self.publish_inventory(entry);
+    }
+
+    fn publish_inventory(&self, entry: &HostEntry) {
+        let (host, inventory) = {
+            let r = entry.lock().expect("host lock");
+            (r.id.clone(), r.inventory.clone())
+        };
+        self.events
+            .publish(ClusterEvent::Inventory { host, inventory });
+    }
+
+    /// Marks `host` in maintenance (drained by the planner, never a
+    /// destination) or back in service; false when the host is unknown.
+    pub fn set_maintenance(&self, host: &str, on: bool) -> bool {
+        let Some(entry) = self.entry(host) else {
+            return false;
+        };
+        entry.lock().expect("host lock").maintenance = on;
+        tracing::info!(%host, maintenance = on, "maintenance flag set");
+        true
+    }
+
     /// A telemetry summary arrived; returns the ack to send (repeats are
     /// acked too, so the agent frees them).
     pub fn telemetry(&self, entry: &HostEntry, t: v1::Telemetry) -> v1::WatchdogMessage {
@@ -237,6 +300,8 @@ impl Registry {
             return ack(&r);
         }
         r.telemetry_through = t.seq;
+        let cores = r.inventory.cpu_cores;
+        Arc::make_mut(&mut r.usage).record(&t, cores);
         let t = Arc::new(t);
         r.telemetry = Some(t.clone());
         let (host, ack) = (r.id.clone(), ack(&r));
@@ -386,6 +451,31 @@ impl Registry {
             .map(|e| HostSnapshot::of(&e.lock().expect("host lock"), now, true))
     }
 
+    /// Every host's inventory, state and usage windows, sorted by id: the
+    /// input of the capacity views (see [`crate::cluster_view`]). Cheap:
+    /// the windows are shared, not copied.
+    pub fn capacity(&self) -> Vec<HostCapacity> {
+        let mut all: Vec<HostCapacity> = self
+            .hosts
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|e| {
+                let r = e.lock().expect("host lock");
+                HostCapacity {
+                    id: r.id.clone(),
+                    state: r.health.state,
+                    maintenance: r.maintenance,
+                    connected: r.connection.is_some(),
+                    inventory: r.inventory.clone(),
+                    usage: r.usage.clone(),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
     /// The live stream of `host`, if connected.
     pub fn connection(&self, host: &str) -> Option<Connection> {
         self.entry(host)?
@@ -394,6 +484,14 @@ impl Registry {
             .connection
             .clone()
     }
+}
+
+/// Takes `inventory` as the host's and forgets the usage windows of what
+/// it no longer lists.
+fn set_inventory(r: &mut HostRecord, inventory: Arc<v1::Inventory>) {
+    Arc::make_mut(&mut r.usage).retain(&inventory);
+    r.inventory = inventory;
+    r.inventory_at = SystemTime::now();
 }
 
 fn ack(r: &HostRecord) -> v1::WatchdogMessage {
@@ -417,3 +515,7 @@ pub fn monotonic_nanos() -> u64 {
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

@@ -1,7 +1,7 @@
 //! The running watchdog: binds the stream and HTTP listeners, runs ingest,
 //! the detector loop and the API until shutdown. [`Watchdog`] is also the
 //! handle later parts use: the registry snapshot, the [`ClusterEvents`]
-//! subscription and `send_command`.
+//! subscription, `send_command`, and [`StatusSources`] for the status page.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -19,6 +19,7 @@ use crate::{
     },
     metrics::Metrics,
     registry::Registry,
+    status::{StatusSources, metrics::StatusCollector},
     tls,
 };
 
@@ -60,6 +61,8 @@ pub struct Watchdog {
     pub registry: Arc<Registry>,
     pub commands: Arc<CommandRouter>,
     pub events: ClusterEvents,
+    /// Where parts register what the status page and /metrics show.
+    pub status: Arc<StatusSources>,
     pub cluster: String,
     pub stream_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -90,7 +93,10 @@ impl Watchdog {
                 message,
             })?
         };
-        let metrics = Arc::new(Metrics::default());
+        let status = Arc::new(StatusSources::default());
+        let mut metrics = Metrics::default();
+        metrics.register_collector(Box::new(StatusCollector(status.clone())));
+        let metrics = Arc::new(metrics);
         let events = ClusterEvents::default();
         let registry = Arc::new(Registry::new(
             &cluster,
@@ -119,6 +125,7 @@ impl Watchdog {
             registry,
             commands,
             events,
+            status,
             cluster,
             stream_listener,
             http_listener,
@@ -192,6 +199,7 @@ impl Watchdog {
             api::router(api::ApiState {
                 registry: self.registry.clone(),
                 commands: self.commands.clone(),
+                status: self.status.clone(),
             }),
             axum::Router::merge,
         );

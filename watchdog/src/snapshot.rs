@@ -10,7 +10,7 @@ use std::{
 use hyperwatch_proto::v1;
 use serde::Serialize;
 
-use crate::{health::HostState, registry::HostRecord};
+use crate::{health::HostState, registry::HostRecord, usage_window::UsageView};
 
 /// One host as the API shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -29,7 +29,12 @@ pub struct HostSnapshot {
     pub capabilities: Vec<String>,
     /// The agent's `[labels]` (cluster, rack, tenant, ...).
     pub labels: BTreeMap<String, String>,
+    /// The latest inventory (hello or InventoryUpdate).
     pub inventory: InventoryView,
+    /// Unix seconds when it arrived.
+    pub inventory_since: f64,
+    /// Set by an operator: drained by the planner, receives nothing.
+    pub maintenance: bool,
     pub heartbeats: u64,
     pub last_heartbeat_seq: u64,
     /// Seconds of silence as the detector counts it.
@@ -46,6 +51,9 @@ pub struct HostSnapshot {
     /// The most recent events, oldest first (only for a single host).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_events: Option<Vec<EventView>>,
+    /// The usage windows in figures (only for a single host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageView>,
 }
 
 impl HostSnapshot {
@@ -63,12 +71,9 @@ impl HostSnapshot {
             agent_instance: r.hello.agent_instance,
             capabilities: r.hello.capabilities.clone(),
             labels: r.hello.labels.clone().into_iter().collect(),
-            inventory: r
-                .hello
-                .inventory
-                .as_ref()
-                .map(InventoryView::from)
-                .unwrap_or_default(),
+            inventory: InventoryView::from(r.inventory.as_ref()),
+            inventory_since: unix_seconds(r.inventory_at),
+            maintenance: r.maintenance,
             heartbeats: r.heartbeats,
             last_heartbeat_seq: r.last_heartbeat_seq,
             silence_seconds: r.detector.silence(now).as_secs_f64(),
@@ -80,6 +85,7 @@ impl HostSnapshot {
             agent_dropped_events: r.hello.dropped_events,
             agent_dropped_telemetry: r.hello.dropped_telemetry,
             recent_events: with_events.then(|| r.recent_events.iter().cloned().collect()),
+            usage: with_events.then(|| r.usage.view()),
         }
     }
 }
@@ -89,9 +95,13 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The inventory from the hello.
+/// The latest inventory.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct InventoryView {
+    /// Raised by the agent at every change of its VMs or storage layout.
+    pub revision: u64,
+    /// "hypervisor", "storage"; empty from agents that predate roles.
+    pub roles: Vec<String>,
     pub cpu_cores: u32,
     pub memory_bytes: u64,
     pub kernel_release: String,
@@ -107,13 +117,21 @@ pub struct VmView {
     pub uuid: String,
     pub vcpus: u32,
     pub memory_bytes: u64,
+    /// running, paused, migrating (leaving), incoming (arriving), ...
     pub state: String,
+    pub tenant: String,
+    pub labels: BTreeMap<String, String>,
+    pub priority: i32,
+    /// Why it cannot move; empty when it can.
+    pub unmovable_reason: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StorageView {
     pub name: String,
     pub kind: String,
+    pub group: String,
+    pub shared_group: bool,
     pub capacity_bytes: u64,
     pub used_bytes: u64,
     pub luns: Vec<LunView>,
@@ -123,12 +141,18 @@ pub struct StorageView {
 pub struct LunView {
     pub id: String,
     pub size_bytes: u64,
+    pub used_bytes: u64,
     pub consumer: String,
+    pub pinned: bool,
+    /// active (also for an empty state), leaving or incoming.
+    pub state: String,
 }
 
 impl From<&v1::Inventory> for InventoryView {
     fn from(i: &v1::Inventory) -> Self {
         Self {
+            revision: i.revision,
+            roles: i.roles.clone(),
             cpu_cores: i.cpu_cores,
             memory_bytes: i.memory_bytes,
             kernel_release: i.kernel_release.clone(),
@@ -142,6 +166,14 @@ impl From<&v1::Inventory> for InventoryView {
                     vcpus: v.vcpus,
                     memory_bytes: v.memory_bytes,
                     state: v.state.clone(),
+                    tenant: v.tenant.clone(),
+                    labels: v
+                        .labels
+                        .iter()
+                        .map(|(k, x)| (k.clone(), x.clone()))
+                        .collect(),
+                    priority: v.priority,
+                    unmovable_reason: v.unmovable_reason.clone(),
                 })
                 .collect(),
             storage: i
@@ -150,6 +182,8 @@ impl From<&v1::Inventory> for InventoryView {
                 .map(|s| StorageView {
                     name: s.name.clone(),
                     kind: s.kind.clone(),
+                    group: s.group.clone(),
+                    shared_group: s.shared_group,
                     capacity_bytes: s.capacity_bytes,
                     used_bytes: s.used_bytes,
                     luns: s
@@ -158,7 +192,14 @@ impl From<&v1::Inventory> for InventoryView {
                         .map(|l| LunView {
                             id: l.id.clone(),
                             size_bytes: l.size_bytes,
+                            used_bytes: l.used_bytes,
                             consumer: l.consumer.clone(),
+                            pinned: l.pinned,
+                            state: if l.state.is_empty() {
+                                "active".into()
+                            } else {
+                                l.state.clone()
+                            },
                         })
                         .collect(),
                 })

@@ -5,15 +5,20 @@
 //! * [`run`]: builds and starts the main job.
 //! * [`test`]: the whole test suite, as CI runs it.
 //! * [`bench`]: benchmarks that print figures.
+//! * [`package`]: the .deb packages (cargo-deb) and their checks.
+//! * [`tools`]: setup steps beyond Debian packages (Node.js and
+//!   playwright-core, cargo-deb).
 //! * [`sh`]: running commands with their output visible.
 //!
 //! Every command but `setup` itself runs setup first.
 
 mod bench;
+mod package;
 mod run;
 mod setup;
 mod sh;
 mod test;
+mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +45,15 @@ enum Command {
     Test {
         /// Only run tests whose name contains this filter.
         filter: Option<String>,
+    },
+    /// Build the .deb packages of the agent and the watchdog (release,
+    /// target/debian/release/) and check them, as root also by installing
+    /// them into a throwaway root.
+    Package {
+        /// Package the debug build instead (target/debian/dev/): a quick
+        /// check of the packaging, as `cargo xtask test` runs it.
+        #[arg(long)]
+        dev: bool,
     },
     /// Run a benchmark and print its figures.
     Bench {
@@ -68,6 +82,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Test { filter } => {
             setup::run()?;
             test::run(filter.as_deref())
+        }
+        Command::Package { dev } => {
+            setup::run()?;
+            let profile = if dev {
+                package::Profile::Dev
+            } else {
+                package::Profile::Release
+            };
+            for deb in package::run(profile)? {
+                println!("{}", deb.display());
+            }
+            Ok(())
         }
         Command::Bench { which } => {
             setup::run()?;

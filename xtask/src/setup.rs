@@ -7,6 +7,7 @@
 //! * Debian packages: the LLVM whose major version matches rustc's (for
 //!   bpf-linker), and the real programs the tests talk to.
 //! * bpf-linker, built against that LLVM.
+//! * Node.js with playwright-core, and cargo-deb ([`crate::tools`]).
 
 use std::{path::PathBuf, process::Command, time::Instant};
 
@@ -49,6 +50,14 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "snmptranslate: checks that net-snmp loads mibs/HYPERWATCH-MIB.txt without errors",
     ),
     (
+        "chromium",
+        "the headless browser the status page test drives (tests/tests/status_page.rs)",
+    ),
+    (
+        "systemd",
+        "systemd-analyze: verifies the units in deploy/systemd and scores their hardening",
+    ),
+    (
         "erlang-snmp",
         "the IETF base MIBs (SNMPv2-SMI, -TC, -CONF, -MIB, SNMP-FRAMEWORK-MIB) that Debian's \
          net-snmp leaves out and HYPERWATCH-MIB imports",
@@ -75,8 +84,11 @@ pub fn run() -> anyhow::Result<()> {
     );
     ensure_packages(&packages)?;
     ensure_bpf_linker(llvm)?;
+    crate::tools::ensure_node()?;
+    crate::tools::ensure_playwright()?;
+    crate::tools::ensure_cargo_deb()?;
     eprintln!(
-        "xtask setup: ready (LLVM {llvm}, rust-src, bpf-linker, test packages) in {:.1}s",
+        "xtask setup: ready (LLVM {llvm}, rust-src, bpf-linker, test packages, playwright-core, cargo-deb) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

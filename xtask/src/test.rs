@@ -45,6 +45,8 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     // The end-to-end tests run the real binaries; `cargo test` builds a
     // package's binary only when that package has integration tests.
     sh::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // The packaging, checked on the debug build just made (seconds).
+    crate::package::run(crate::package::Profile::Dev)?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     if crate::setup::is_root() {

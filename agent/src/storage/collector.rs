@@ -185,6 +185,26 @@ pub fn export(inv: &StorageInventory, out: &mut Families) {
                 .collect(),
         );
     }
+    // Time spent on IO: with the IO counts it gives the mean latency over
+    // any interval (node_exporter's node_disk_io_time_weighted idea, split
+    // per device and LUN).
+    let io_seconds = |c: &IoCounters| c.io_time_ms as f64 / 1e3;
+    family(
+        "hyperwatch_storage_device_io_time_seconds",
+        "Seconds spent on reads and writes by a storage device (/proc/diskstats).",
+        Kind::Counter,
+        devices()
+            .filter_map(|(d, l)| Some((l.clone(), io_seconds(d.io.as_ref()?))))
+            .collect(),
+    );
+    family(
+        "hyperwatch_storage_lun_io_time_seconds",
+        "Seconds spent on reads and writes by a LUN (/proc/diskstats of its dm device).",
+        Kind::Counter,
+        luns()
+            .filter_map(|(x, l)| Some((l.clone(), io_seconds(x.io.as_ref()?))))
+            .collect(),
+    );
     family(
         "hyperwatch_storage_device_iops",
         "IO operations per second of a storage device since the previous scrape.",

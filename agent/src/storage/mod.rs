@@ -44,6 +44,8 @@ pub enum Backend {
     Lvm,
     DirectoryPool,
     Block,
+    /// A device of a simulated storage host (`hyperwatch-agent --simulate`).
+    Simulated,
 }
 
 impl Backend {
@@ -52,6 +54,7 @@ impl Backend {
             Backend::Lvm => "lvm",
             Backend::DirectoryPool => "directory_pool",
             Backend::Block => "block",
+            Backend::Simulated => "simulated",
         }
     }
 }

@@ -2,9 +2,14 @@
 //! (`[actions.NAME] argv = [...]`). Arguments fill whole `{placeholder}`
 //! elements of the argv; nothing else is ever run, no shell is involved,
 //! and a value cannot smuggle in an option.
+//!
+//! [`CommandHandler`] is what the stream asks: the [`Allowlist`] in a real
+//! agent, the simulated host in simulation mode.
 
 use std::{
     collections::{BTreeMap, HashMap},
+    future::Future,
+    pin::Pin,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -16,6 +21,24 @@ use crate::config::ActionConfig;
 /// Captured output kept per stream (stdout, stderr): enough for a reason,
 /// small enough for the stream.
 const OUTPUT_LIMIT: usize = 4096;
+
+/// A command's result, to come.
+pub type ResultFuture<'a> = Pin<Box<dyn Future<Output = v1::CommandResult> + Send + 'a>>;
+
+/// Answers the watchdog's commands; always with a result.
+pub trait CommandHandler: Send + Sync {
+    fn handle(&self, command: v1::Command) -> ResultFuture<'_>;
+}
+
+/// The `[actions]` allowlist of the configuration: programs run without a
+/// shell.
+pub struct Allowlist(pub BTreeMap<String, ActionConfig>);
+
+impl CommandHandler for Allowlist {
+    fn handle(&self, command: v1::Command) -> ResultFuture<'_> {
+        Box::pin(run(&self.0, command))
+    }
+}
 
 /// Runs `command` if the allowlist has it; always returns a result.
 pub async fn run(

@@ -18,8 +18,8 @@ pub fn boot_id(procfs: &Path) -> String {
     read_trimmed(&procfs.join("sys/kernel/random/boot_id")).unwrap_or_default()
 }
 
-/// CPU cores, memory and kernel; VMs and storage are filled by their
-/// inventory collectors when those exist.
+/// The host part of the inventory: CPU cores, memory and kernel. The VMs,
+/// storage and roles are added by [`super::inventory`].
 pub fn inventory(procfs: &Path) -> v1::Inventory {
     v1::Inventory {
         cpu_cores: std::thread::available_parallelism().map_or(0, |n| n.get() as u32),
@@ -28,9 +28,7 @@ pub fn inventory(procfs: &Path) -> v1::Inventory {
             .and_then(|m| mem_total(&m))
             .unwrap_or(0),
         kernel_release: read_trimmed(&procfs.join("sys/kernel/osrelease")).unwrap_or_default(),
-        vms: Vec::new(),
-        storage: Vec::new(),
-        services: Vec::new(),
+        ..Default::default()
     }
 }
 

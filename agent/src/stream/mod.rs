@@ -5,18 +5,24 @@
 //! * [`outbox`]: the numbered, acknowledged, bounded buffer.
 //! * [`session`]: connecting (failover, backoff, TLS) and one stream's life.
 //! * [`backoff`]: jittered exponential reconnect delays.
-//! * [`telemetry`]: a scrape turned into a summary.
-//! * [`actions`]: running allowlisted actions.
-//! * [`identity`]: host id, boot id, inventory.
+//! * [`telemetry`]: a scrape turned into a summary; [`usage`]: its per-VM,
+//!   per-device and per-LUN part.
+//! * [`actions`]: running allowlisted actions (or handing commands to the
+//!   simulated host).
+//! * [`identity`]: host id, boot id, the host part of the inventory.
+//! * [`inventory`]: the whole inventory, its revisions and the real
+//!   host's inventory watcher.
 //!
 //! Other parts of the agent emit events through an [`EventSender`].
 
 pub mod actions;
 pub mod backoff;
 pub mod identity;
+pub mod inventory;
 pub mod outbox;
 pub mod session;
 pub mod telemetry;
+pub mod usage;
 
 use std::{
     collections::HashMap,
@@ -30,6 +36,7 @@ use std::{
 use hyperwatch_proto::v1;
 
 use crate::metrics::{Family, Kind};
+use inventory::InventoryPublisher;
 use outbox::Outbox;
 
 /// Emits events to the watchdog; cheap to clone, never blocks. Events are
@@ -67,6 +74,8 @@ pub struct StreamHandle {
     pub reconnects: AtomicU64,
     /// Random per process: sequence numbers count within it.
     pub instance: u64,
+    /// The latest inventory: in every hello, and sent again when it changes.
+    pub inventory: Arc<InventoryPublisher>,
 }
 
 impl StreamHandle {
@@ -76,6 +85,7 @@ impl StreamHandle {
             connected: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             instance: fastrand::u64(1..),
+            inventory: Arc::new(InventoryPublisher::default()),
         }
     }
 

@@ -5,9 +5,8 @@
 //! whether or not a stream is up.
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, atomic::Ordering::Relaxed},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use hyperwatch_proto::v1::{self, stream_client::StreamClient, watchdog_message::Body};
@@ -16,13 +15,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::{
-    StreamHandle, actions, backoff::Backoff, identity, monotonic_nanos, telemetry::Summariser,
+    StreamHandle,
+    actions::{Allowlist, CommandHandler},
+    backoff::Backoff,
+    identity, monotonic_nanos,
+    telemetry::Summariser,
     unix_nanos,
 };
-use crate::{
-    Agent,
-    config::{ActionConfig, Config},
-};
+use crate::{Agent, config::Config};
 
 /// HTTP/2 pings on a quiet connection, so a vanished watchdog is noticed
 /// even when heartbeats sit in a dead TCP buffer.
@@ -55,7 +55,7 @@ pub struct Settings {
     backoff_initial: Duration,
     backoff_max: Duration,
     connect_timeout: Duration,
-    actions: Arc<BTreeMap<String, ActionConfig>>,
+    commands: Arc<dyn CommandHandler>,
 }
 
 impl Settings {
@@ -85,7 +85,11 @@ impl Settings {
             )
         };
         let procfs = &config.paths.procfs;
-        let mut capabilities = vec!["telemetry".to_owned(), "events".to_owned()];
+        let mut capabilities = vec![
+            "telemetry".to_owned(),
+            "events".to_owned(),
+            "inventory_updates".to_owned(),
+        ];
         if !config.actions.is_empty() {
             capabilities.push("actions".into());
         }
@@ -102,10 +106,8 @@ impl Settings {
                 agent_instance: handle.instance,
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
                 capabilities,
-                inventory: Some(v1::Inventory {
-                    services: config.services.0.iter().map(|s| s.name.clone()).collect(),
-                    ..identity::inventory(procfs)
-                }),
+                // Filled from the latest inventory at every connection.
+                inventory: None,
                 heartbeat_interval_ms: secs(s.heartbeat_interval_seconds).as_millis() as u64,
                 dropped_events: 0,
                 dropped_telemetry: 0,
@@ -116,8 +118,18 @@ impl Settings {
             backoff_initial: secs(s.backoff_initial_seconds),
             backoff_max: secs(s.backoff_max_seconds),
             connect_timeout: secs(s.connect_timeout_seconds),
-            actions: Arc::new(config.actions.clone()),
+            commands: Arc::new(Allowlist(config.actions.clone())),
         })
+    }
+
+    /// Simulation mode: `handler` (the simulated host) answers commands
+    /// instead of the allowlist, and the hello says so.
+    pub fn simulated(mut self, handler: Arc<dyn CommandHandler>) -> Self {
+        self.commands = handler;
+        let caps = &mut self.hello.capabilities;
+        caps.retain(|c| c != "actions");
+        caps.extend(["actions".to_owned(), "simulated".to_owned()]);
+        self
     }
 }
 
@@ -128,6 +140,14 @@ pub async fn run(handle: Arc<StreamHandle>, settings: Settings) {
         settings.backoff_max,
         fastrand::Rng::new(),
     );
+    // The first hello should carry the inventory, which its watcher
+    // publishes moments after the start; a slow one is sent as an update.
+    let mut inventory = handle.inventory.subscribe();
+    let _ = tokio::time::timeout(
+        settings.connect_timeout,
+        inventory.wait_for(|i| i.revision > 0),
+    )
+    .await;
     let mut next = 0;
     let mut established_before = false;
     tracing::info!(host = %settings.hello.host_id, endpoints = ?settings.endpoints, "streaming to the watchdog");
@@ -177,7 +197,9 @@ async fn session(
         .max_decoding_message_size(hyperwatch_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(hyperwatch_proto::MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let mut inventory = handle.inventory.subscribe();
     let mut hello = s.hello.clone();
+    hello.inventory = Some((**inventory.borrow_and_update()).clone());
     hello.dropped_events = handle.outbox.dropped.events.load(Relaxed);
     hello.dropped_telemetry = handle.outbox.dropped.telemetry.load(Relaxed);
     let _ = tx.try_send(message(v1::agent_message::Body::Hello(hello)));
@@ -234,6 +256,19 @@ async fn session(
                 Ok(None) => return Ok("the watchdog closed the stream".into()),
                 Err(status) => return Ok(format!("{:?}: {}", status.code(), status.message())),
             },
+            changed = inventory.changed() => {
+                // The publisher lives as long as the handle: never closed.
+                if changed.is_ok() {
+                    let update = v1::InventoryUpdate {
+                        inventory: Some((**inventory.borrow_and_update()).clone()),
+                        monotonic_nanos: monotonic_nanos(),
+                        unix_nanos: unix_nanos(SystemTime::now()),
+                    };
+                    if tx.send(message(v1::agent_message::Body::InventoryUpdate(update))).await.is_err() {
+                        return Ok("the stream closed".into());
+                    }
+                }
+            }
             _ = handle.outbox.ready.notified() => backlog = true,
             _ = std::future::ready(()), if backlog => {}
         }
@@ -261,9 +296,9 @@ fn handle_message(
     match m.body {
         Some(Body::Ack(a)) => handle.outbox.ack(a.events_through, a.telemetry_through),
         Some(Body::Command(c)) => {
-            let (actions, tx) = (s.actions.clone(), tx.clone());
+            let (commands, tx) = (s.commands.clone(), tx.clone());
             tokio::spawn(async move {
-                let result = actions::run(&actions, c).await;
+                let result = commands.handle(c).await;
                 let _ = tx
                     .send(message(v1::agent_message::Body::CommandResult(result)))
                     .await;
@@ -299,9 +334,11 @@ pub async fn telemetry_loop(
     let mut summariser = Summariser::new(extra);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let start = Instant::now();
     loop {
         tick.tick().await;
-        let mut t = summariser.summarise(&agent.gather());
+        let families = agent.gather();
+        let mut t = summariser.summarise(&families, start.elapsed().as_secs_f64());
         t.sampled_monotonic_nanos = monotonic_nanos();
         t.sampled_unix_nanos = unix_nanos(SystemTime::now());
         handle.outbox.push_telemetry(t);

@@ -1,9 +1,11 @@
 //! Turns a scrape (`Agent::gather()`) into a compact telemetry summary: CPU
 //! utilisation since the previous summary, memory used and total, load
-//! averages, and the series the configuration names.
+//! averages, each VM's, device's and LUN's usage (see [`super::usage`]),
+//! and the series the configuration names.
 
 use hyperwatch_proto::v1;
 
+use super::usage::UsageRates;
 use crate::metrics::{Family, Value};
 
 /// Remembers the previous CPU counters so utilisation covers the interval.
@@ -13,6 +15,8 @@ pub struct Summariser {
     previous_cpu: Option<(f64, f64)>,
     /// Names of further series to include, by family name.
     extra: Vec<String>,
+    /// Counters of VMs, devices and LUNs from the previous summary.
+    usage: UsageRates,
 }
 
 impl Summariser {
@@ -20,11 +24,13 @@ impl Summariser {
         Self {
             previous_cpu: None,
             extra,
+            usage: UsageRates::default(),
         }
     }
 
-    /// The summary of `families` (sequence number and times set by the caller).
-    pub fn summarise(&mut self, families: &[Family]) -> v1::Telemetry {
+    /// The summary of `families`, scraped at `at` seconds on a monotonic
+    /// clock (sequence number and times set by the caller).
+    pub fn summarise(&mut self, families: &[Family], at: f64) -> v1::Telemetry {
         let find = |name: &str| families.iter().find(|f| f.name == name);
         let scalar = |name: &str| find(name).and_then(|f| f.get(&[]));
         let mut t = v1::Telemetry {
@@ -49,6 +55,10 @@ impl Summariser {
             }
             self.previous_cpu = Some(cpu);
         }
+        let usage = self.usage.summarise(families, at);
+        t.vm_usage = usage.vms;
+        t.device_usage = usage.devices;
+        t.lun_usage = usage.luns;
         for name in &self.extra {
             let Some(f) = find(name) else { continue };
             for s in &f.samples {
@@ -110,7 +120,7 @@ mod tests {
             cpu(100.0, 100.0),
             Family::new("node_load1", "", Kind::Gauge).with(0.5),
         ];
-        let t = s.summarise(&first);
+        let t = s.summarise(&first, 0.0);
         assert_eq!(t.load1, Some(0.5));
         assert_eq!(t.cpu_utilisation, None, "needs two scrapes");
         assert_eq!(t.samples.len(), 1);
@@ -119,7 +129,7 @@ mod tests {
             Family::new("node_memory_MemTotal_bytes", "", Kind::Gauge).with(1000.0),
             Family::new("node_memory_MemAvailable_bytes", "", Kind::Gauge).with(400.0),
         ];
-        let t = s.summarise(&second);
+        let t = s.summarise(&second, 1.0);
         assert_eq!(t.cpu_utilisation, Some(0.25));
         assert_eq!(
             (t.memory_used_bytes, t.memory_total_bytes),

@@ -266,5 +266,9 @@ fn fake_telemetry(seq: u64) -> v1::Telemetry {
                 value: fastrand::f64() * 1e6,
             })
             .collect(),
+        // Hosts without VMs or storage, as the hello's inventory says.
+        vm_usage: Vec::new(),
+        device_usage: Vec::new(),
+        lun_usage: Vec::new(),
     }
 }

@@ -214,6 +214,11 @@ impl Ingest {
                     metrics.message("event");
                     Some(self.registry.event(entry, e))
                 }
+                Some(Body::InventoryUpdate(u)) => {
+                    metrics.message("inventory_update");
+                    self.registry.inventory_update(entry, u);
+                    None
+                }
                 Some(Body::CommandResult(r)) => {
                     metrics.message("command_result");
                     self.commands.complete(r);

@@ -10,12 +10,15 @@
 //! * [`copy`]: the file mover's throttled, hashed, cancellable copy.
 //! * [`command`]: a templated command for storage the project cannot drive.
 //! * [`simulated`]: moves in memory, for the demo and scale tests.
+//! * [`agent`]: through the hosts' agents (`lun-migrate-in`/`-out`
+//!   actions), confirmed by the destination's inventory.
 //!
 //! The safety rule every mover keeps: at every instant, a consumer finds
 //! the LUN whole at its source or at its destination, never neither. A
 //! move's `run` may stop anywhere (error, timeout, the process killed);
 //! `recover` then looks at what is really there and finishes or rolls back.
 
+pub mod agent;
 pub mod command;
 pub mod copy;
 pub mod executor;

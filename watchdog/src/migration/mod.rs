@@ -15,7 +15,11 @@
 //! * [`libvirt`]: live migration through `virsh`.
 //! * [`command`]: any hypervisor, through templated command lines.
 //! * [`simulated`]: an in-memory cluster for the demo and scale tests.
+//! * [`agent`]: through the hosts' agents (`vm-migrate-in`/`-out`
+//!   actions), confirmed by the destination's inventory; simulated agents
+//!   carry these out.
 
+pub mod agent;
 pub mod command;
 pub mod executor;
 pub mod libvirt;

@@ -3,7 +3,7 @@
 //! silences, host maintenance, the policies in force, and Alertmanager's
 //! webhook. Changes answer once they are committed to the store.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -25,7 +25,7 @@ use super::{
     driver::{Request, now},
     view::{DeliveryView, IncidentView, SilenceView, TimelineEntry, rfc3339},
 };
-use crate::store::Store;
+use crate::{registry::Registry, store::Store};
 
 /// Bound on waiting for the engine's task to answer (it commits to disk
 /// before answering a change).
@@ -43,6 +43,9 @@ const ANONYMOUS: &str = "api";
 pub struct RuntimeApi {
     pub(super) requests: mpsc::Sender<Request>,
     pub(super) store: Store,
+    /// Maintenance is also the registry's flag the planner reads (a host
+    /// in maintenance is drained and receives nothing).
+    pub(super) registry: Arc<Registry>,
 }
 
 /// The routes.
@@ -398,9 +401,13 @@ async fn maintenance_on(
             until,
         })
         .await?;
+    // The planner's flag has no expiry: a timed maintenance is ended there
+    // by `DELETE` (the policies' hold ends by itself).
+    let known = s.registry.set_maintenance(&host, true);
     Ok(Json(serde_json::json!({
         "host": host,
         "maintenance": true,
+        "known_host": known,
         "until": until.map(rfc3339),
         "decisions": lines(&decisions),
     }))
@@ -411,6 +418,7 @@ async fn maintenance_off(State(s): State<RuntimeApi>, Path(host): Path<String>) 
     let decisions = s
         .apply_one(InputKind::MaintenanceEnd { host: host.clone() })
         .await?;
+    s.registry.set_maintenance(&host, false);
     Ok(Json(serde_json::json!({
         "host": host,
         "maintenance": false,

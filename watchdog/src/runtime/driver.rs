@@ -31,6 +31,7 @@ use crate::{
     events::ClusterEvent,
     outbox::{Notifier, delivery::now_ms, store::NewDelivery},
     registry::Registry,
+    status::IncidentSummary,
     store::{AuditEntry, Commit, IncidentRow, StepResultRow, StepRow, Store},
 };
 
@@ -142,6 +143,8 @@ pub struct Driver {
     pub(super) last_reload: Option<ReloadView>,
     pub(super) snapshot_interval: Duration,
     pub(super) last_saved: Instant,
+    /// The open incidents for the status page, refreshed after each commit.
+    pub(super) summaries: watch::Sender<Arc<Vec<IncidentSummary>>>,
 }
 
 /// Now on the engine's clock (Unix milliseconds).
@@ -483,6 +486,10 @@ impl Driver {
         }
         self.metrics
             .set_incidents(&view::count_by_status(&self.engine));
+        if !decisions.is_empty() {
+            self.summaries
+                .send_replace(Arc::new(view::summaries(&self.engine)));
+        }
     }
 
     /// Starts the steps, cancels the unwanted ones, counts, and forgets the

@@ -65,6 +65,7 @@ impl InputMapper {
                 telemetry_samples(host, telemetry).into_iter().collect()
             }
             ClusterEvent::AgentEvent { host, event } => agent_event(host, event),
+            ClusterEvent::Inventory { host, inventory } => self.inventory(host, inventory),
         }
     }
 
@@ -99,12 +100,10 @@ impl InputMapper {
         labels
     }
 
-    /// A hello: the host and everything its inventory lists become targets
-    /// (labels from `[labels]`), targets it no longer lists are removed,
-    /// its eBPF state and storage fill are reported.
+    /// A hello: the host becomes a target with its `[labels]`, its eBPF
+    /// state is reported, and its inventory is taken (as [`Self::inventory`]).
     pub fn hello(&mut self, host: &str, hello: &v1::Hello) -> Vec<InputKind> {
-        let mut out = Vec::new();
-        let mut announced = vec![TargetInfo {
+        let info = TargetInfo {
             target: TargetRef::host(host),
             name: host.to_owned(),
             host: Some(host.to_owned()),
@@ -113,7 +112,36 @@ impl InputMapper {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-        }];
+        };
+        self.known.insert(info.target.clone(), info);
+        let mut out = match &hello.inventory {
+            Some(inv) => self.inventory(host, inv),
+            None => self.inventory(host, &v1::Inventory::default()),
+        };
+        let ebpf = if hello.capabilities.iter().any(|c| c == EBPF_CAPABILITY) {
+            "available"
+        } else {
+            "unavailable"
+        };
+        out.push(InputKind::State {
+            target: TargetRef::host(host),
+            name: EBPF_STATE.into(),
+            value: ebpf.into(),
+        });
+        out
+    }
+
+    /// An inventory (in a hello, or updated): the host and everything it
+    /// lists (services, VMs, storage devices, LUNs) become targets, those it
+    /// no longer lists are removed, and storage fill is reported.
+    pub fn inventory(&mut self, host: &str, inv: &v1::Inventory) -> Vec<InputKind> {
+        let mut out = Vec::new();
+        let host_info = self
+            .known
+            .get(&TargetRef::host(host))
+            .cloned()
+            .unwrap_or_else(|| TargetInfo::bare(TargetRef::host(host)));
+        let mut announced = vec![host_info];
         let mut samples = Vec::new();
         let on_host = |kind, id: String, name: &str| TargetInfo {
             target: TargetRef::new(kind, &id),
@@ -121,30 +149,37 @@ impl InputMapper {
             host: Some(host.to_owned()),
             labels: BTreeMap::new(),
         };
-        if let Some(inv) = &hello.inventory {
-            for s in &inv.services {
-                announced.push(on_host(TargetKind::Service, format!("{host}/{s}"), s));
+        for s in &inv.services {
+            announced.push(on_host(TargetKind::Service, format!("{host}/{s}"), s));
+        }
+        for vm in &inv.vms {
+            let mut info = on_host(TargetKind::Vm, vm.name.clone(), &vm.name);
+            info.labels = vm
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !vm.tenant.is_empty() {
+                info.labels.insert("tenant".into(), vm.tenant.clone());
             }
-            for vm in &inv.vms {
-                announced.push(on_host(TargetKind::Vm, vm.name.clone(), &vm.name));
+            announced.push(info);
+        }
+        for dev in &inv.storage {
+            let id = format!("{host}/{}", dev.name);
+            announced.push(on_host(TargetKind::StorageDevice, id.clone(), &dev.name));
+            if dev.capacity_bytes > 0 {
+                samples.push(Sample {
+                    target: TargetRef::new(TargetKind::StorageDevice, &id),
+                    metric: STORAGE_USED_RATIO.into(),
+                    value: dev.used_bytes as f64 / dev.capacity_bytes as f64,
+                });
             }
-            for dev in &inv.storage {
-                let id = format!("{host}/{}", dev.name);
-                announced.push(on_host(TargetKind::StorageDevice, id.clone(), &dev.name));
-                if dev.capacity_bytes > 0 {
-                    samples.push(Sample {
-                        target: TargetRef::new(TargetKind::StorageDevice, &id),
-                        metric: STORAGE_USED_RATIO.into(),
-                        value: dev.used_bytes as f64 / dev.capacity_bytes as f64,
-                    });
-                }
-                for lun in &dev.luns {
-                    announced.push(on_host(
-                        TargetKind::Lun,
-                        format!("{id}/{}", lun.id),
-                        &lun.id,
-                    ));
-                }
+            for lun in &dev.luns {
+                announced.push(on_host(
+                    TargetKind::Lun,
+                    format!("{id}/{}", lun.id),
+                    &lun.id,
+                ));
             }
         }
         let now: BTreeSet<TargetRef> = announced.iter().map(|i| i.target.clone()).collect();
@@ -164,16 +199,6 @@ impl InputMapper {
             self.known.insert(info.target.clone(), info.clone());
             out.push(InputKind::Target(info));
         }
-        let ebpf = if hello.capabilities.iter().any(|c| c == EBPF_CAPABILITY) {
-            "available"
-        } else {
-            "unavailable"
-        };
-        out.push(InputKind::State {
-            target: TargetRef::host(host),
-            name: EBPF_STATE.into(),
-            value: ebpf.into(),
-        });
         if !samples.is_empty() {
             out.push(InputKind::Samples(samples));
         }

@@ -211,6 +211,11 @@ impl PolicyRuntime {
         let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
         let (reloads_tx, reloads) = mpsc::channel(1);
         let (stop, stopped) = watch::channel(false);
+        // The status page reads the latest list; never blocks the engine.
+        let (summaries_tx, summaries) = watch::channel(Arc::new(view::summaries(&engine)));
+        watchdog
+            .status
+            .provide_incidents(move || summaries.borrow().as_ref().clone());
         let runner = StepRunner::new(
             watchdog.commands.clone(),
             watchdog.registry.clone(),
@@ -248,6 +253,7 @@ impl PolicyRuntime {
             last_reload: None,
             snapshot_interval: secs(config.store.snapshot_interval_seconds),
             last_saved: Instant::now(),
+            summaries: summaries_tx,
         };
         // What restoring decided, and the resumed steps, before anything new.
         driver.finish(false).await;
@@ -262,6 +268,7 @@ impl PolicyRuntime {
         let routes = api::router(api::RuntimeApi {
             requests: requests_tx,
             store: store.clone(),
+            registry: watchdog.registry.clone(),
         });
         Ok(Self {
             store,

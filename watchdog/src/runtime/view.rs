@@ -13,7 +13,10 @@ use hyperwatch_policies::{
 use serde::Serialize;
 
 use super::notify::system_time;
-use crate::store::{AuditEntry, IncidentRow};
+use crate::{
+    status::IncidentSummary,
+    store::{AuditEntry, IncidentRow},
+};
 
 /// RFC 3339 text of an engine timestamp.
 pub fn rfc3339(t: Timestamp) -> String {
@@ -329,4 +332,47 @@ pub fn count_by_status(engine: &Engine) -> Vec<(&'static str, i64)> {
         *counts.entry(s).or_default() += 1;
     }
     counts.into_iter().collect()
+}
+
+/// The open incidents as the status page lists them: the step under way
+/// (`2/3 restart-service on service:hv1/nginx`) and the highest ladder
+/// level that has notified.
+pub fn summaries(engine: &Engine) -> Vec<IncidentSummary> {
+    engine
+        .incidents()
+        .map(|i| {
+            let steps = engine
+                .policies()
+                .get(&i.policy)
+                .map_or(0, |p| p.steps.len());
+            let step = i.members.iter().find_map(|(t, m)| match &m.recovery {
+                Recovery::Running { step, action, .. } => {
+                    Some(format!("{}/{steps} {action} on {t}", step + 1))
+                }
+                _ => None,
+            });
+            let target = match i.members.len() {
+                1 => i
+                    .members
+                    .keys()
+                    .next()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                n => format!("{n} targets ({})", i.fingerprint),
+            };
+            IncidentSummary {
+                id: i.id.to_string(),
+                policy: i.policy.clone(),
+                target,
+                state: i.status.to_string(),
+                step,
+                level: i
+                    .levels
+                    .iter()
+                    .rposition(|l| l.sent_at.is_some())
+                    .map_or(0, |n| n as u32 + 1),
+                since: i.opened_at.0 as f64 / 1000.0,
+            }
+        })
+        .collect()
 }

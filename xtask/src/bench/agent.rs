@@ -2,6 +2,7 @@
 //! scrape (median over many scrapes), with eBPF loaded when root, and the
 //! same figures for Debian's node_exporter measured in the same run.
 //!
+//! The agent is built with the `agent-release` profile, as shipped.
 //! CPU per scrape is the growth of the process's on-CPU time
 //! (/proc/PID/task/*/schedstat, nanoseconds) across one scrape.
 
@@ -30,7 +31,7 @@ pub fn run(scrapes: usize) -> anyhow::Result<()> {
         "hyperwatch-agent",
     ]))?;
 
-    let mut agent = Command::new(root.join("target/release/hyperwatch-agent"))
+    let mut agent = Command::new(root.join("target/agent-release/hyperwatch-agent"))
         .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
         .stdout(Stdio::piped())
         .spawn()
