@@ -160,6 +160,8 @@ impl Agent {
                 && s.directory_pools.is_empty()
                 && s.block_devices.is_empty());
         let mut base = stream::identity::inventory(&config.paths.procfs);
+        // The watchdog learns the service targets before any changes state.
+        base.services = config.services.0.iter().map(|s| s.name.clone()).collect();
         if c.vm.enabled {
             base.roles.push(inventory::ROLE_HYPERVISOR.into());
         }

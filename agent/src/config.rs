@@ -65,6 +65,9 @@ pub struct Config {
     pub stream: StreamConfig,
     /// The named actions the watchdog may ask for, by name: the allowlist.
     pub actions: BTreeMap<String, ActionConfig>,
+    /// This host's labels (cluster, rack, tenant, ...), sent to the
+    /// watchdog in the hello: recovery policies select and group by them.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Where the storage inventory looks: LVM volume groups, directory pools

@@ -216,6 +216,23 @@ fn an_unknown_summary_placeholder_is_pointed_at_inside_the_string() {
 }
 
 #[test]
+fn step_parameters_take_the_summary_placeholders_and_no_others() {
+    let good = GOOD.replace(
+        "action = \"restart-service\"",
+        "action = \"restart-service\"\nparams = { service = \"{name}\", on = \"{host}\" }",
+    );
+    assert_eq!(check(&good), Vec::new());
+    let text = GOOD.replace(
+        "action = \"restart-service\"",
+        "action = \"restart-service\"\nparams = { service = \"{nmae}\" }",
+    );
+    let (line, col, msg, help) = only(&text);
+    assert_eq!((line, col), (13, 10), "at the params table");
+    assert_eq!(msg, "unknown placeholder `{nmae}`");
+    assert_eq!(help.as_deref(), Some("did you mean `{name}`?"));
+}
+
+#[test]
 fn the_rendered_error_shows_the_line_and_a_caret() {
     let text = GOOD.replace("notify = [\"console\"]", "notify = [\"pager\"]");
     let errors = check(&text);

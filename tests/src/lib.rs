@@ -11,6 +11,8 @@
 //! * [`root`]: the same rule for other root-only tests (loop devices, mounts).
 //! * [`lvm`]: a throwaway LVM volume group on loop devices.
 //! * [`metrics`]: reading a Prometheus text scrape (samples, histograms).
+//! * [`runtime`]: the policy runtime's tests: console file, incidents API,
+//!   operator CLI, SMTP sink and SMS gateway receivers.
 //! * [`sim`]: simulated agents (`--simulate`) streaming to a watchdog.
 //! * [`prometheus`]: a real Prometheus server and promtool.
 //! * [`promql`]: the metric names PromQL expressions and Grafana
@@ -28,5 +30,6 @@ pub mod process;
 pub mod prometheus;
 pub mod promql;
 pub mod root;
+pub mod runtime;
 pub mod sim;
 pub mod watchdog;

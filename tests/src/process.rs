@@ -120,6 +120,12 @@ impl AgentProcess {
         &self.log
     }
 
+    /// SIGKILL (the agent dies without a word to the watchdog) and reaping.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
     /// Waits at most `limit` for the agent to exit on its own.
     pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + limit;

@@ -83,12 +83,14 @@ pub struct WatchdogProcess {
 }
 
 /// A watchdog configuration for `certs` on loopback; `stream_port` 0 picks
-/// a free port. `extra` goes at the end of the [stream] table: more
-/// [stream] keys, then any further tables.
+/// a free port; its store is `store.db` in the certificates' directory.
+/// `extra` goes at the end of the [stream] table: more [stream] keys, then
+/// any further tables.
 pub fn watchdog_config(certs: &ClusterCerts, stream_port: u16, extra: &str) -> String {
     let p = |n: &str| certs.path(n).display().to_string();
     format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n\n[stream]\nlisten = \"127.0.0.1:{stream_port}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"{}\"\n\n[stream]\nlisten = \"127.0.0.1:{stream_port}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}\n",
+        p("store.db"),
         p("ca.pem"),
         p("wd.pem"),
         p("wd.key")
@@ -252,6 +254,15 @@ impl WatchdogProcess {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .context("no VmRSS")
+    }
+
+    /// SIGKILL (a crash: nothing is flushed, no handler runs) and reaping.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.kill()?;
+        let status = self.child.wait()?;
+        std::thread::sleep(Duration::from_millis(50));
+        self.log();
+        Ok(status)
     }
 
     /// SIGTERM and a bounded wait.

@@ -9,7 +9,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::detector::DetectorParams;
+use crate::{channels::ChannelsConfig, detector::DetectorParams};
 
 /// The embedded default configuration (watchdog/default.toml).
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -43,7 +43,7 @@ pub enum ConfigError {
 }
 
 /// The whole watchdog configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The agents' stream endpoint and its perimeter.
@@ -54,6 +54,38 @@ pub struct Config {
     pub detector: DetectorConfig,
     /// Commands to agents.
     pub commands: CommandsConfig,
+    /// The recovery policies the watchdog runs.
+    pub policies: PoliciesConfig,
+    /// The durable store: incidents, engine state, audit log, outbox.
+    pub store: StoreConfig,
+    /// The notification channels, by the name policies use
+    /// (`[channels.NAME]`, see [`crate::channels::config`]). `console`
+    /// always exists, configured here or not. A configuration without any
+    /// `[channels]` table gets the embedded default's (console, email to
+    /// the local relay, sms to a local gateway), which the shipped policies
+    /// name.
+    pub channels: ChannelsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            stream: StreamConfig::default(),
+            http: HttpConfig::default(),
+            detector: DetectorConfig::default(),
+            commands: CommandsConfig::default(),
+            policies: PoliciesConfig::default(),
+            store: StoreConfig::default(),
+            channels: default_channels(),
+        }
+    }
+}
+
+/// The `[channels]` of the embedded default configuration.
+pub fn default_channels() -> ChannelsConfig {
+    toml::from_str::<crate::channels::config::ChannelsSection>(DEFAULT_CONFIG)
+        .expect("the embedded default's channels parse (tested)")
+        .channels
 }
 
 /// Where agents connect and who may.
@@ -200,6 +232,57 @@ impl Default for CommandsConfig {
     }
 }
 
+/// `[policies]`: which recovery policies run, and what they are checked
+/// against.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    /// A directory of policy files (`*.toml`, `*.test.toml` skipped).
+    /// Absent: the shipped policies built into the binary.
+    pub dir: Option<PathBuf>,
+    /// The agent action names the agents' allowlists have: a policy step
+    /// naming any other action is an error.
+    pub actions: Vec<String>,
+    /// How often the policy files are looked at for changes, seconds (they
+    /// are also reloaded on SIGHUP).
+    pub poll_seconds: f64,
+}
+
+/// The action the shipped policies use (service-crashed.toml).
+pub const RESTART_SERVICE_ACTION: &str = "restart-service";
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            actions: vec![RESTART_SERVICE_ACTION.to_owned()],
+            poll_seconds: 2.0,
+        }
+    }
+}
+
+/// `[store]`: the SQLite file holding the engine's state, incidents, the
+/// audit log and the notification outbox.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// The engine's state is saved with every decision and otherwise at
+    /// most this often, seconds: a crash costs condition tracking since
+    /// the last save, never a decision.
+    pub snapshot_interval_seconds: f64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("/var/lib/hyperwatch/store.db"),
+            snapshot_interval_seconds: 5.0,
+        }
+    }
+}
+
 /// Seconds from a checked config value (see [`check`]).
 pub fn secs(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)
@@ -322,6 +405,25 @@ fn check(c: &Config, file: &str) -> Result<(), ConfigError> {
             ),
         );
     }
+    for (section, field, value) in [
+        ("policies", "poll_seconds", c.policies.poll_seconds),
+        (
+            "store",
+            "snapshot_interval_seconds",
+            c.store.snapshot_interval_seconds,
+        ),
+    ] {
+        if !(value.is_finite() && value > 0.0) {
+            return fail(
+                section,
+                field,
+                format!("must be a positive number of seconds, not {value}"),
+            );
+        }
+    }
+    if c.store.path.as_os_str().is_empty() {
+        return fail("store", "path", "names no file".into());
+    }
     if !(c.commands.timeout_seconds.is_finite() && c.commands.timeout_seconds > 0.0) {
         return fail(
             "commands",
@@ -348,6 +450,20 @@ mod tests {
     fn embedded_default_checks_and_matches_built_in_defaults() {
         let file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
         assert_eq!(format!("{file:?}"), format!("{:?}", Config::default()));
+        assert_eq!(
+            file.channels.keys().collect::<Vec<_>>(),
+            ["console", "email", "sms"],
+            "the shipped policies notify these"
+        );
+        crate::channels::ChannelSet::build(&file.channels).expect("the default channels build");
+        let bare = parse("[http]\nlisten = \"127.0.0.1:1\"\n", "bare.toml").unwrap();
+        assert_eq!(
+            bare.channels.keys().collect::<Vec<_>>(),
+            ["console", "email", "sms"],
+            "a file without [channels] gets the default ones"
+        );
+        let own = parse("[channels.pager]\ntype = \"console\"\n", "own.toml").unwrap();
+        assert_eq!(own.channels.keys().collect::<Vec<_>>(), ["pager"]);
         assert_eq!(file.stream.listen.port(), 9478);
         assert!(file.http.listen.ip().is_loopback());
     }

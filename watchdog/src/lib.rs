@@ -35,7 +35,12 @@
 //! * [`status`]: the status page at `/`, `GET /api/v1/status`, and the
 //!   [`status::StatusSources`] other parts register providers with.
 //! * [`service`]: wiring it all into a running [`service::Watchdog`].
-//! * [`cli`]: the subcommands (serve, certs, loadgen), one file each.
+//! * [`store`]: the policy runtime's tables (engine state, incidents, step
+//!   runs, audit log) beside the outbox's in the same SQLite store.
+//! * [`runtime`]: the policy runtime: the engine fed by the cluster's
+//!   events, its decisions committed and carried out, the operators' API.
+//! * [`cli`]: the subcommands (serve, certs, policy, notify, ack, silence,
+//!   maintenance, loadgen), one file each.
 
 pub mod api;
 pub mod certs;
@@ -55,9 +60,11 @@ pub mod outbox;
 pub mod planner;
 pub mod rebalancer;
 pub mod registry;
+pub mod runtime;
 pub mod service;
 pub mod snapshot;
 pub mod status;
+pub mod store;
 pub mod tls;
 pub mod usage_window;
 pub mod version;

@@ -1,5 +1,6 @@
 //! hyperwatch: the watchdog's command line. Parses flags and hands over to
-//! the library's subcommands (serve, certs, policy, notify, loadgen).
+//! the library's subcommands (serve, certs, policy, notify, ack, silence,
+//! maintenance, loadgen).
 
 use std::process::ExitCode;
 
@@ -30,6 +31,13 @@ enum Command {
     /// Notification channels: send a test message through one.
     #[command(subcommand)]
     Notify(cli::notify::NotifyCommand),
+    /// Acknowledge an incident: hold back its escalation.
+    Ack(cli::ack::AckArgs),
+    /// Silence incidents by label matchers until an expiry.
+    #[command(subcommand)]
+    Silence(cli::silence::SilenceCommand),
+    /// Put a host in maintenance (no recovery, no notifications) or end it.
+    Maintenance(cli::maintenance::MaintenanceArgs),
     /// Simulated agents for the ingest benchmark.
     #[command(hide = true)]
     Loadgen(cli::loadgen::LoadgenArgs),
@@ -46,6 +54,9 @@ fn main() -> ExitCode {
         Some(Command::Certs(c)) => cli::certs::run(c),
         Some(Command::Policy(c)) => cli::policy::run(c),
         Some(Command::Notify(c)) => cli::notify::run(c),
+        Some(Command::Ack(args)) => cli::ack::run(args),
+        Some(Command::Silence(c)) => cli::silence::run(c),
+        Some(Command::Maintenance(args)) => cli::maintenance::run(args),
         Some(Command::Loadgen(args)) => cli::loadgen::run(args, &cli.log_level),
     }
 }

@@ -27,6 +27,8 @@ pub struct HostSnapshot {
     pub agent_version: String,
     pub agent_instance: u64,
     pub capabilities: Vec<String>,
+    /// The agent's `[labels]` (cluster, rack, tenant, ...).
+    pub labels: BTreeMap<String, String>,
     /// The latest inventory (hello or InventoryUpdate).
     pub inventory: InventoryView,
     /// Unix seconds when it arrived.
@@ -68,6 +70,7 @@ impl HostSnapshot {
             agent_version: r.hello.agent_version.clone(),
             agent_instance: r.hello.agent_instance,
             capabilities: r.hello.capabilities.clone(),
+            labels: r.hello.labels.clone().into_iter().collect(),
             inventory: InventoryView::from(r.inventory.as_ref()),
             inventory_since: unix_seconds(r.inventory_at),
             maintenance: r.maintenance,
@@ -104,6 +107,8 @@ pub struct InventoryView {
     pub kernel_release: String,
     pub vms: Vec<VmView>,
     pub storage: Vec<StorageView>,
+    /// The agent's watched services, by name.
+    pub services: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -151,6 +156,7 @@ impl From<&v1::Inventory> for InventoryView {
             cpu_cores: i.cpu_cores,
             memory_bytes: i.memory_bytes,
             kernel_release: i.kernel_release.clone(),
+            services: i.services.clone(),
             vms: i
                 .vms
                 .iter()

@@ -21,6 +21,7 @@ pub fn inventory(h: &SimHost) -> v1::Inventory {
         kernel_release: SIMULATED_KERNEL.into(),
         roles: vec![role.into()],
         revision: 0,
+        services: h.services.keys().cloned().collect(),
         vms: h
             .vms
             .iter()

@@ -111,6 +111,7 @@ impl Settings {
                 heartbeat_interval_ms: secs(s.heartbeat_interval_seconds).as_millis() as u64,
                 dropped_events: 0,
                 dropped_telemetry: 0,
+                labels: config.labels.clone().into_iter().collect(),
             },
             tls,
             heartbeat: secs(s.heartbeat_interval_seconds),

@@ -100,6 +100,9 @@ pub fn compile(
     if let Some(s) = &f.summary {
         check_summary(src, s, &selector, group.as_ref(), &mut errors);
     }
+    for s in &f.step {
+        check_step_placeholders(src, s.get_ref(), &selector, group.as_ref(), &mut errors);
+    }
     match (when, errors.is_empty()) {
         (Some(when), true) => Ok(Policy {
             name,
@@ -517,6 +520,16 @@ fn check_hysteresis(
     }
 }
 
+/// The placeholders summaries and step parameters may use: the built-ins,
+/// the usual labels, and the labels the selector or `[group]` names.
+fn known_placeholders(sel: &Selector, group: Option<&Grouping>) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = SUMMARY_BUILTINS.iter().map(|b| (*b).to_owned()).collect();
+    known.extend(["cluster", "rack", "tenant"].map(String::from));
+    known.extend(sel.labels.keys().cloned());
+    known.extend(group.iter().flat_map(|g| g.by.iter().cloned()));
+    known
+}
+
 /// Every `{placeholder}` must be a built-in or a label the policy can know.
 fn check_summary(
     src: &Source,
@@ -525,18 +538,54 @@ fn check_summary(
     group: Option<&Grouping>,
     errors: &mut Vec<Diagnostic>,
 ) {
-    let mut known: BTreeSet<String> = SUMMARY_BUILTINS.iter().map(|b| (*b).to_owned()).collect();
-    known.extend(["cluster", "rack", "tenant"].map(String::from));
-    known.extend(sel.labels.keys().cloned());
-    known.extend(group.iter().flat_map(|g| g.by.iter().cloned()));
     // The string's content starts one byte after its opening quote.
     let base = s.span().start + 1;
-    let text = s.get_ref();
+    check_placeholders(
+        src,
+        s.get_ref(),
+        &known_placeholders(sel, group),
+        |r| base + r.start..base + r.end,
+        errors,
+    );
+}
+
+/// Agent-action `params` values and batch `args` are filled in like the
+/// summary (`params = { service = "{name}" }`); an unknown placeholder is
+/// an error at the table or list.
+fn check_step_placeholders(
+    src: &Source,
+    step: &StepSection,
+    sel: &Selector,
+    group: Option<&Grouping>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let known = known_placeholders(sel, group);
+    if let Some(p) = &step.params {
+        for v in p.get_ref().values() {
+            check_placeholders(src, v, &known, |_| p.span(), errors);
+        }
+    }
+    if let Some(a) = &step.args {
+        for v in a.get_ref() {
+            check_placeholders(src, v, &known, |_| a.span(), errors);
+        }
+    }
+}
+
+/// Reports unknown or unclosed `{placeholders}` of `text`; `place` maps a
+/// range of the text to the range of the file the error points at.
+fn check_placeholders(
+    src: &Source,
+    text: &str,
+    known: &BTreeSet<String>,
+    place: impl Fn(std::ops::Range<usize>) -> std::ops::Range<usize>,
+    errors: &mut Vec<Diagnostic>,
+) {
     let mut at = 0;
     while let Some(open) = text[at..].find('{').map(|o| at + o) {
         let Some(close) = text[open..].find('}').map(|c| open + c) else {
             errors.push(
-                src.error(base + open..base + open + 1, "`{` is not closed")
+                src.error(place(open..open + 1), "`{` is not closed")
                     .help("placeholders are written `{name}`"),
             );
             return;
@@ -544,12 +593,12 @@ fn check_summary(
         let key = &text[open + 1..close];
         if !known.contains(key) {
             let d = src.error(
-                base + open..base + close + 1,
+                place(open..close + 1),
                 format!("unknown placeholder `{{{key}}}`"),
             );
             errors.push(match closest(key, known.iter().map(String::as_str)) {
                 Some(c) => d.help(format!("did you mean `{{{c}}}`?")),
-                None => d.help(format!("placeholders: {}", list(&known))),
+                None => d.help(format!("placeholders: {}", list(known))),
             });
         }
         at = close + 1;

@@ -118,6 +118,16 @@ impl Engine {
         policies: PolicySet,
         state: EngineState,
     ) -> Result<(Engine, Vec<Decision>), EngineError> {
+        Engine::restore_with_planner(policies, state, NoPlanner)
+    }
+
+    /// [`Engine::restore`] with a planner, so that steps the policy changes
+    /// start at once reach it (the watchdog restores with its planner).
+    pub fn restore_with_planner(
+        policies: PolicySet,
+        state: EngineState,
+        planner: impl Planner + Send + Sync + 'static,
+    ) -> Result<(Engine, Vec<Decision>), EngineError> {
         if state.format != SNAPSHOT_FORMAT {
             return Err(EngineError::SnapshotFormat {
                 found: state.format,
@@ -125,7 +135,7 @@ impl Engine {
         }
         let mut e = Engine {
             policies: PolicySet::default(),
-            planner: Box::new(NoPlanner),
+            planner: Box::new(planner),
             s: state,
             out: Vec::new(),
         };

@@ -4,11 +4,19 @@
 //! children included. Output is captured up to a bound and goes into the
 //! audit record with the exit status.
 //!
+//! [`run_program`] is the bounded runner itself, shared with the policies'
+//! batch steps.
+//!
 //! Exit status 0 means delivered. 75 (EX_TEMPFAIL, as sendmail uses it)
 //! means "try again later"; any other status is a permanent failure that is
 //! escalated at once. A timeout is retried.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use nix::{sys::signal, unistd::Pid};
 use serde::Deserialize;
@@ -136,56 +144,23 @@ impl Batch {
 
     async fn run(&self, message: &Message) -> Result<Receipt, SendError> {
         let command = &self.config.command;
-        let mut cmd = tokio::process::Command::new(command);
-        cmd.args(&self.config.args)
-            .envs(self.environment(message)?)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so the timeout can kill its children too.
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = &self.config.working_dir {
-            cmd.current_dir(dir);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| SendError::Permanent(format!("cannot run {}: {e}", command.display())))?;
-        let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-
-        let stdin_json = serde_json::to_vec_pretty(&message.to_json()).unwrap_or_default();
-        let mut stdin = child.stdin.take();
-        let feed = async move {
-            if let Some(stdin) = stdin.as_mut() {
-                // A script that does not read stdin closes it: not an error.
-                let _ = stdin.write_all(&stdin_json).await;
-            }
+        let program = Program {
+            command,
+            args: &self.config.args,
+            env: self.environment(message)?,
+            stdin: serde_json::to_vec_pretty(&message.to_json()).unwrap_or_default(),
+            timeout: self.config.timeout,
+            output_limit: self.config.output_limit,
+            working_dir: self.config.working_dir.as_deref(),
         };
-        let limit = self.config.output_limit;
-        let stdout = tokio::spawn(capture(child.stdout.take(), limit));
-        let stderr = tokio::spawn(capture(child.stderr.take(), limit));
-
-        let waited = tokio::time::timeout(self.config.timeout, async {
-            feed.await;
-            child.wait().await
-        })
-        .await;
-        let status = match waited {
-            Ok(status) => {
-                Some(status.map_err(|e| SendError::Transient(format!("waiting for script: {e}")))?)
+        let run = run_program(program).await.map_err(|e| match e {
+            ProgramError::Start(e) => {
+                SendError::Permanent(format!("cannot run {}: {e}", command.display()))
             }
-            Err(_) => {
-                if let Some(pgid) = pgid {
-                    let _ = signal::killpg(pgid, signal::Signal::SIGKILL);
-                }
-                let _ = child.wait().await;
-                None
-            }
-        };
-        let out = drain(stdout).await;
-        let err = drain(stderr).await;
-        let output = format!("stdout:\n{out}\nstderr:\n{err}");
-        match status {
+            ProgramError::Wait(e) => SendError::Transient(format!("waiting for script: {e}")),
+        })?;
+        let output = run.output;
+        match run.status {
             None => Err(SendError::Transient(format!(
                 "{} did not finish within {:?}: its process group was killed; {output}",
                 command.display(),
@@ -196,11 +171,11 @@ impl Batch {
                 detail: output,
             }),
             Some(s) => {
-                let what = match s.code() {
-                    Some(code) => format!("exit status {code}"),
-                    None => format!("killed by {s}"),
-                };
-                let text = format!("{} failed with {what}; {output}", command.display());
+                let text = format!(
+                    "{} failed with {}; {output}",
+                    command.display(),
+                    describe_status(s)
+                );
                 if s.code() == Some(EX_TEMPFAIL) {
                     Err(SendError::Transient(text))
                 } else {
@@ -209,6 +184,127 @@ impl Batch {
             }
         }
     }
+}
+
+/// A program to run on the watchdog host: the batch channel's scripts and
+/// the policies' batch steps.
+pub struct Program<'a> {
+    /// The program.
+    pub command: &'a Path,
+    /// Its arguments.
+    pub args: &'a [String],
+    /// Environment variables besides the watchdog's own.
+    pub env: Vec<(String, String)>,
+    /// Written to its stdin (a program that does not read it is fine).
+    pub stdin: Vec<u8>,
+    /// Bound on the run; then its whole process group is killed.
+    pub timeout: Duration,
+    /// Bound on the captured stdout and on the captured stderr, bytes.
+    pub output_limit: usize,
+    /// The working directory (default: the watchdog's).
+    pub working_dir: Option<&'a Path>,
+}
+
+/// How a program run ended.
+#[derive(Debug)]
+pub struct ProgramRun {
+    /// Its exit status; `None` when it was killed at the timeout.
+    pub status: Option<std::process::ExitStatus>,
+    /// Its captured stdout and stderr, cut to the bound.
+    pub output: String,
+}
+
+/// A program that could not be run or waited for.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// It did not start (missing, not executable).
+    #[error("cannot start it: {0}")]
+    Start(std::io::Error),
+    /// Waiting for it failed.
+    #[error("waiting for it failed: {0}")]
+    Wait(std::io::Error),
+}
+
+/// "exit status 3" or "killed by signal: 9 (SIGKILL)".
+pub fn describe_status(s: std::process::ExitStatus) -> String {
+    match s.code() {
+        Some(code) => format!("exit status {code}"),
+        None => format!("killed by {s}"),
+    }
+}
+
+/// Kills a process group when dropped before [`GroupGuard::reaped`]: a
+/// run abandoned half-way (its task cancelled) leaves nothing behind.
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    fn reaped(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = signal::killpg(pgid, signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Runs a program in its own process group with a bound: at the timeout
+/// (or when the returned future is dropped) the whole group is killed,
+/// children included; output is captured up to the bound.
+pub async fn run_program(p: Program<'_>) -> Result<ProgramRun, ProgramError> {
+    let mut cmd = tokio::process::Command::new(p.command);
+    cmd.args(p.args)
+        .envs(p.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so the timeout can kill its children too.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = p.working_dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(ProgramError::Start)?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let mut guard = GroupGuard(pgid);
+
+    let stdin_bytes = p.stdin;
+    let mut stdin = child.stdin.take();
+    let feed = async move {
+        if let Some(stdin) = stdin.as_mut() {
+            // A script that does not read stdin closes it: not an error.
+            let _ = stdin.write_all(&stdin_bytes).await;
+        }
+    };
+    let limit = p.output_limit;
+    let stdout = tokio::spawn(capture(child.stdout.take(), limit));
+    let stderr = tokio::spawn(capture(child.stderr.take(), limit));
+
+    let waited = tokio::time::timeout(p.timeout, async {
+        feed.await;
+        child.wait().await
+    })
+    .await;
+    let status = match waited {
+        Ok(status) => {
+            guard.reaped();
+            Some(status.map_err(ProgramError::Wait)?)
+        }
+        Err(_) => {
+            drop(guard);
+            let _ = child.wait().await;
+            None
+        }
+    };
+    let out = drain(stdout).await;
+    let err = drain(stderr).await;
+    Ok(ProgramRun {
+        status,
+        output: format!("stdout:\n{out}\nstderr:\n{err}"),
+    })
 }
 
 impl Channel for Batch {

@@ -5,12 +5,18 @@
 //! * [`policy`]: check policy files and run their virtual-time tests.
 //! * [`notify`]: send a test message through a channel (and the hidden drill).
 //! * [`loadgen`]: many simulated agents, for `cargo xtask bench ingest`.
+//! * [`ack`], [`silence`], [`maintenance`]: the operators' incident
+//!   commands, through the watchdog's API ([`api_client`]).
 
+pub mod ack;
+pub mod api_client;
 pub mod certs;
 pub mod loadgen;
+pub mod maintenance;
 pub mod notify;
 pub mod policy;
 pub mod serve;
+pub mod silence;
 
 /// Sets up structured logging to stderr.
 pub fn init_logging(level: &str) {

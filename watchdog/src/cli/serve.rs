@@ -3,9 +3,18 @@
 //! Exit status: 0 after a clean stop or a config that checks, 1 for an
 //! invalid configuration, 3 when the watchdog cannot start.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use crate::{config, service::Watchdog};
+use hyperwatch_policies::planner::NoPlanner;
+
+use crate::{
+    config,
+    runtime::{self, PolicyRuntime},
+    service::Watchdog,
+};
+
+/// Bound on the last tasks' ending after the watchdog stopped serving.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Flags of `hyperwatch serve`.
 #[derive(clap::Args, Debug)]
@@ -14,7 +23,8 @@ pub struct ServeArgs {
     /// (print it with --print-default-config).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Check the configuration and exit.
+    /// Check the configuration, its channels, and the policies against
+    /// the channels and actions it configures; then exit.
     #[arg(long)]
     pub check_config: bool,
     /// Print the embedded default configuration and exit.
@@ -41,8 +51,17 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
             .map_or(config::DEFAULT_CONFIG_NAME.to_owned(), |p| {
                 p.display().to_string()
             });
-        println!("{name}: configuration is valid");
-        return ExitCode::SUCCESS;
+        return match runtime::check(&config) {
+            Ok(report) => {
+                println!("{name}: configuration is valid");
+                println!("policies: {report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hyperwatch: {name}: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     super::init_logging(log_level);
     // Every agent holds a socket; the default soft limit (1024) would cap
@@ -59,19 +78,29 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let watchdog = Watchdog::bind(config).await?;
+        let mut watchdog = Watchdog::bind(config.clone()).await?;
+        // The planner plugs in here: failover, rebalance and LUN moves are
+        // "not available" (and escalate) until it does.
+        let planner = Arc::new(NoPlanner);
+        let mut policies = PolicyRuntime::start(&config, &watchdog, planner).await?;
+        watchdog.add_routes(policies.routes());
         // Tests and operators read where it listens from these lines.
         println!(
             "hyperwatch: cluster {} stream at {} api at http://{}/",
             watchdog.cluster, watchdog.stream_addr, watchdog.http_addr
         );
-        watchdog.run(super::shutdown_signal()).await
+        let served = watchdog.run(super::shutdown_signal()).await;
+        policies.stop().await;
+        served.map_err(anyhow::Error::from)
     });
+    // A task stuck in long work (the engine digesting a storm) must not
+    // hold the exit: everything decided is already on disk.
+    runtime.shutdown_timeout(EXIT_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "hyperwatch failed");
-            eprintln!("hyperwatch: {e}");
+            eprintln!("hyperwatch: {e:#}");
             ExitCode::from(3)
         }
     }

@@ -124,6 +124,20 @@ impl Notifier {
         &self,
         batch: &[(Notification, Vec<String>)],
     ) -> Result<usize, EnqueueError> {
+        let deliveries = self.deliveries(batch)?;
+        let woken: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
+        let added = self.inner.outbox.enqueue(deliveries, now_ms()).await?;
+        self.recorded(&woken).await;
+        Ok(added)
+    }
+
+    /// The deliveries that record `batch` (one per channel and recipient),
+    /// for a caller that commits them in its own transaction (the policy
+    /// runtime, with its engine state); then call [`Notifier::recorded`].
+    pub fn deliveries(
+        &self,
+        batch: &[(Notification, Vec<String>)],
+    ) -> Result<Vec<NewDelivery>, EnqueueError> {
         let mut deliveries = Vec::new();
         for (notification, channels) in batch {
             let key = notification.idempotency_key();
@@ -149,13 +163,20 @@ impl Notifier {
                 }
             }
         }
-        let woken: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
-        let added = self.inner.outbox.enqueue(deliveries, now_ms()).await?;
-        for name in woken {
-            self.inner.wake(&name);
+        Ok(deliveries)
+    }
+
+    /// Deliveries to these channels were committed: their workers wake.
+    pub async fn recorded(&self, channels: &[String]) {
+        for name in channels {
+            self.inner.wake(name);
         }
         self.inner.refresh_pending().await;
-        Ok(added)
+    }
+
+    /// The configured channel names.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.inner.channels.names()
     }
 
     /// Starts one worker per channel on the current tokio runtime. Pending

@@ -144,8 +144,10 @@ impl Outbox {
         })
     }
 
-    /// Runs `f` on the connection in the blocking pool.
-    async fn with<T: Send + 'static>(
+    /// Runs `f` on the connection in the blocking pool. The policy runtime's
+    /// tables live in the same database and use the same connection, so its
+    /// engine state, audit lines and notifications commit together.
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         doing: &'static str,
         f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
@@ -181,25 +183,7 @@ impl Outbox {
     ) -> Result<usize, OutboxError> {
         self.with("recording notifications", move |conn| {
             let tx = conn.transaction()?;
-            let mut added = 0;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO outbox_deliveries
-                     (key, channel, recipient, notification, note, tried, state, enqueued_ms, next_attempt_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-                )?;
-                for d in &deliveries {
-                    added += insert.execute(params![
-                        d.key,
-                        d.channel,
-                        d.recipient,
-                        to_json(&d.notification),
-                        d.note,
-                        to_json(&d.tried),
-                        now_ms
-                    ])?;
-                }
-            }
+            let added = insert_deliveries(&tx, &deliveries, now_ms)?;
             tx.commit()?;
             Ok(added)
         })
@@ -329,22 +313,7 @@ impl Outbox {
                 params![id, error, now_ms],
             )?;
             record_attempt(&tx, id, now_ms, false, &error)?;
-            for d in &escalations {
-                tx.execute(
-                    "INSERT OR IGNORE INTO outbox_deliveries
-                     (key, channel, recipient, notification, note, tried, state, enqueued_ms, next_attempt_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-                    params![
-                        d.key,
-                        d.channel,
-                        d.recipient,
-                        to_json(&d.notification),
-                        d.note,
-                        to_json(&d.tried),
-                        now_ms
-                    ],
-                )?;
-            }
+            insert_deliveries(&tx, &escalations, now_ms)?;
             tx.commit()
         })
         .await
@@ -405,6 +374,23 @@ impl Outbox {
         row.map(|r| self.decode(r)).transpose()
     }
 
+    /// Every delivery whose key starts with `prefix` (an incident's
+    /// notifications: `inc-7:`), in the order they were recorded.
+    pub async fn by_key_prefix(&self, prefix: String) -> Result<Vec<Delivery>, OutboxError> {
+        let rows = self
+            .with("reading an incident's deliveries", move |conn| {
+                // substr, not LIKE: keys may hold `%` and `_`.
+                let mut q = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM outbox_deliveries
+                     WHERE substr(key, 1, length(?1)) = ?1 ORDER BY id"
+                ))?;
+                q.query_map([prefix], raw_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
     fn decode(&self, r: RawRow) -> Result<Delivery, OutboxError> {
         let corrupt = |message: String| OutboxError::Corrupt {
             path: self.path.clone(),
@@ -457,6 +443,34 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         attempts: r.get(9)?,
         outcome: r.get(10)?,
     })
+}
+
+/// Records deliveries inside the caller's transaction; one already
+/// recorded (same key, channel and recipient) is ignored. Returns how many
+/// are new.
+pub(crate) fn insert_deliveries(
+    tx: &rusqlite::Transaction<'_>,
+    deliveries: &[NewDelivery],
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO outbox_deliveries
+         (key, channel, recipient, notification, note, tried, state, enqueued_ms, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+    )?;
+    let mut added = 0;
+    for d in deliveries {
+        added += insert.execute(params![
+            d.key,
+            d.channel,
+            d.recipient,
+            to_json(&d.notification),
+            d.note,
+            to_json(&d.tried),
+            now_ms
+        ])?;
+    }
+    Ok(added)
 }
 
 fn record_attempt(

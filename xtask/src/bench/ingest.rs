@@ -157,10 +157,17 @@ impl StepResult {
 
 fn step(binary: &Path, dir: &Path, hosts: usize, window: Duration) -> anyhow::Result<StepResult> {
     let config = dir.join("watchdog.toml");
+    std::fs::create_dir_all(dir.join("policies"))?;
+    // Each step starts from an empty store, not the previous step's hosts.
+    for f in ["store.db", "store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     std::fs::write(
         &config,
         format!(
-            "[stream]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/wd.pem\"\nkey = \"{0}/wd.key\"\nmax_connections = 30000\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            // No policies (an empty directory): this measures ingest, not
+            // the policy runtime; its store stays in the bench's directory.
+            "[stream]\nlisten = \"127.0.0.1:0\"\nca = \"{0}/ca.pem\"\ncert = \"{0}/wd.pem\"\nkey = \"{0}/wd.key\"\nmax_connections = 30000\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"{0}/store.db\"\n\n[policies]\ndir = \"{0}/policies\"\n",
             dir.display()
         ),
     )?;
