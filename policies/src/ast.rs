@@ -240,6 +240,9 @@ pub struct LevelSection {
     pub repeat: Option<Spanned<Duration>>,
     /// Tell these channels when the incident resolves (default true).
     pub on_resolve: Option<bool>,
+    /// Tell these channels when someone acknowledges the incident, if this
+    /// level has notified (default true).
+    pub on_ack: Option<bool>,
 }
 
 /// `[group]`: one incident for all targets sharing these labels.

@@ -228,6 +228,9 @@ pub enum NotifyKind {
     Resolved,
     /// The incident is flapping.
     Flapping,
+    /// Someone acknowledged the incident: the `n`th acknowledgement of it
+    /// (numbered from 1; a changed ack counts anew).
+    Acked(u32),
 }
 
 /// One message to one channel.
@@ -255,6 +258,9 @@ pub struct Notification {
     pub status: Status,
     /// Every target of the incident.
     pub targets: Vec<TargetRef>,
+    /// For [`NotifyKind::Acked`]: who acknowledged, until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<crate::engine::Ack>,
 }
 
 /// "55m left", or "until resolved" when there is no end.
@@ -386,6 +392,10 @@ impl Decision {
                 }
                 NotifyKind::Resolved => format!("{} notify {}: resolved", n.incident, n.channel),
                 NotifyKind::Flapping => format!("{} notify {}: flapping", n.incident, n.channel),
+                NotifyKind::Acked(1) => format!("{} notify {}: acked", n.incident, n.channel),
+                NotifyKind::Acked(k) => {
+                    format!("{} notify {}: acked (ack {k})", n.incident, n.channel)
+                }
             },
             D::LevelHeld {
                 incident,

@@ -254,6 +254,9 @@ pub struct Level {
     pub repeat: Option<Duration>,
     /// Tell the channels when the incident resolves.
     pub on_resolve: bool,
+    /// Tell the channels when someone acknowledges the incident (once
+    /// this level has notified).
+    pub on_ack: bool,
 }
 
 /// Grouping of targets into one incident.

@@ -291,6 +291,81 @@ fn idempotency_keys_name_incident_level_and_repeat() {
 }
 
 #[test]
+fn an_ack_notifies_the_channels_paged_with_who_and_until_under_its_own_key() {
+    let mut e = engine();
+    e.handle(exited(0)).unwrap();
+    // The restart is never answered: two attempts time out, the console
+    // is paged, then the email level after 10 minutes.
+    e.advance(secs(700));
+    let acked = |e: &mut Engine, at, by: &str| {
+        let until = Some(secs(at + 3_600));
+        e.handle(input(
+            at,
+            InputKind::Ack {
+                incident: IncidentId(1),
+                until,
+                by: by.into(),
+            },
+        ))
+        .unwrap()
+        .into_iter()
+        .filter_map(|d| match d.kind {
+            DecisionKind::Notify(n) => Some(n),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+    };
+    let first = acked(&mut e, 800, "alice");
+    let told: Vec<_> = first
+        .iter()
+        .map(|n| (n.key.as_str(), n.channel.as_str(), n.kind, n.level))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("inc-1/acked", "console", NotifyKind::Acked(1), 1),
+            ("inc-1/acked", "email", NotifyKind::Acked(1), 2),
+        ]
+    );
+    let ack = first[0].ack.as_ref().expect("the ack rides along");
+    assert_eq!((ack.by.as_str(), ack.until), ("alice", Some(secs(4_400))));
+    // The same person acking again later changes `until`: told anew.
+    let again = acked(&mut e, 900, "alice");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].key, "inc-1/acked2");
+    assert_eq!(again[0].kind, NotifyKind::Acked(2));
+}
+
+#[test]
+fn a_snapshot_from_before_ack_counting_restores_with_none_counted() {
+    let mut e = engine();
+    e.handle(exited(0)).unwrap();
+    e.advance(secs(700));
+    let mut json: serde_json::Value = serde_json::to_value(e.snapshot()).unwrap();
+    let inc = &mut json["incidents"]["inc-1"];
+    assert!(inc.get("acks").is_none(), "no acks: not written");
+    // What the previous build wrote: the same, without the field.
+    let old: EngineState = serde_json::from_value(json).unwrap();
+    let (mut e, decided) = Engine::restore(PolicySet::new([policy("svc", RESTART)]), old).unwrap();
+    assert!(decided.is_empty(), "{decided:?}");
+    let d = e
+        .handle(input(
+            800,
+            InputKind::Ack {
+                incident: IncidentId(1),
+                until: None,
+                by: "bob".into(),
+            },
+        ))
+        .unwrap();
+    assert!(
+        d.iter()
+            .any(|d| matches!(&d.kind, DecisionKind::Notify(n) if n.key == "inc-1/acked")),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn hot_reload_resolves_incidents_of_removed_policies_and_same_set_is_silent() {
     let mut e = Engine::new(PolicySet::new([
         policy("svc", RESTART),

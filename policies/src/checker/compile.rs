@@ -472,6 +472,7 @@ fn ladder(
                 .collect(),
             repeat: lv.repeat.as_ref().map(|r| *r.get_ref()),
             on_resolve: lv.on_resolve.unwrap_or(true),
+            on_ack: lv.on_ack.unwrap_or(true),
         });
     }
     out

@@ -94,20 +94,31 @@ impl Engine {
             })
     }
 
+    /// An acknowledgement: the channels already notified hear of it (a
+    /// repeat of the same ack tells nobody again), then levels it holds
+    /// say so.
     pub(super) fn ack(&mut self, id: IncidentId, until: Option<Timestamp>, by: String) {
         let Some(inc) = self.s.incidents.get_mut(&id) else {
             // Resolved by a timer that ran just before the ack.
             return;
         };
-        inc.ack = Some(Ack {
+        let ack = Ack {
             by: by.clone(),
             until,
-        });
+        };
+        let changed = inc.ack.as_ref() != Some(&ack);
+        inc.ack = Some(ack);
+        if changed {
+            inc.acks += 1;
+        }
         self.emit(DecisionKind::Acked {
             incident: id,
             by,
             until,
         });
+        if changed {
+            self.notify_ack(id);
+        }
         self.eval_incident(id);
     }
 
@@ -160,8 +171,8 @@ impl Engine {
         if let Some(u) = until {
             self.wake(u, Subject::Maintenance(host.clone()));
         }
-        self.s.maintenance.insert(host, until);
-        self.eval_all_incidents();
+        self.s.maintenance.insert(host.clone(), until);
+        self.eval_incidents_on(&host);
     }
 
     pub(super) fn end_maintenance(&mut self, host: &str) {
@@ -169,7 +180,7 @@ impl Engine {
             self.emit(DecisionKind::MaintenanceEnded {
                 host: host.to_owned(),
             });
-            self.eval_all_incidents();
+            self.eval_incidents_on(host);
         }
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Engine;
+use super::ladder::told;
 use super::state::{Incident, Phase, Recovery, Subject};
 use crate::decision::{DecisionKind, NotifyKind, Status};
 use crate::input::IncidentId;
@@ -101,17 +102,7 @@ impl Engine {
         let Some(p) = self.policies.get(&inc.policy).cloned() else {
             return;
         };
-        let mut told: Vec<(usize, String)> = Vec::new();
-        for (i, (level, st)) in p.ladder.iter().zip(&inc.levels).enumerate() {
-            if st.sent_at.is_some() && level.on_resolve {
-                for ch in &level.channels {
-                    if !told.iter().any(|(_, c)| c == ch) {
-                        told.push((i + 1, ch.clone()));
-                    }
-                }
-            }
-        }
-        for (level, channel) in told {
+        for (level, channel) in told(&p, &inc, |l| l.on_resolve) {
             let n = self.notification(
                 &p,
                 &inc,

@@ -10,8 +10,29 @@ use super::incident::recovery_failed;
 use super::state::{Incident, Subject};
 use crate::decision::{DecisionKind, HoldReason, Notification, NotifyKind, Status};
 use crate::input::IncidentId;
-use crate::policy::Policy;
+use crate::policy::{Level, Policy};
 use crate::time::Duration;
+
+/// The channels of the levels that have notified and whose `wants` flag
+/// is set (`on_resolve`, `on_ack`), each once, with the first such level:
+/// who hears of a resolution or an acknowledgement.
+pub(super) fn told(
+    p: &Policy,
+    inc: &Incident,
+    wants: impl Fn(&Level) -> bool,
+) -> Vec<(usize, String)> {
+    let mut told: Vec<(usize, String)> = Vec::new();
+    for (i, (level, st)) in p.ladder.iter().zip(&inc.levels).enumerate() {
+        if st.sent_at.is_some() && wants(level) {
+            for ch in &level.channels {
+                if !told.iter().any(|(_, c)| c == ch) {
+                    told.push((i + 1, ch.clone()));
+                }
+            }
+        }
+    }
+    told
+}
 
 impl Engine {
     pub(super) fn eval_ladder(&mut self, p: &Arc<Policy>, id: IncidentId) {
@@ -93,6 +114,24 @@ impl Engine {
         }
     }
 
+    /// Tells the channels already notified (levels with `on_ack`) that
+    /// the incident was acknowledged, by whom and until when.
+    pub(super) fn notify_ack(&mut self, id: IncidentId) {
+        let Some(inc) = self.s.incidents.get(&id) else {
+            return;
+        };
+        let Some(p) = self.policies.get(&inc.policy).cloned() else {
+            return;
+        };
+        let inc = inc.clone();
+        for (level, channel) in told(&p, &inc, |l| l.on_ack) {
+            let kind = NotifyKind::Acked(inc.acks);
+            let mut n = self.notification(&p, &inc, level, channel, kind, inc.status);
+            n.ack = inc.ack.clone();
+            self.emit(DecisionKind::Notify(n));
+        }
+    }
+
     fn level_mut(&mut self, id: IncidentId, i: usize) -> &mut super::LevelState {
         &mut self
             .s
@@ -117,6 +156,8 @@ impl Engine {
             NotifyKind::Repeat(k) => format!("{}/L{level}/repeat{k}", inc.id),
             NotifyKind::Resolved => format!("{}/resolved", inc.id),
             NotifyKind::Flapping => format!("{}/flapping", inc.id),
+            NotifyKind::Acked(1) => format!("{}/acked", inc.id),
+            NotifyKind::Acked(k) => format!("{}/acked{k}", inc.id),
         };
         let targets: Vec<_> = inc.members.keys().cloned().collect();
         let summary = match targets.len() {
@@ -134,6 +175,7 @@ impl Engine {
             summary,
             status,
             targets,
+            ack: None,
         }
     }
 }

@@ -13,10 +13,12 @@
 //! * `recovery`: recovery steps, attempts, verification, the budget.
 //! * `ladder`: the escalation ladder and notifications.
 //! * `holds`: acks, silences, maintenance and inhibition.
+//! * `index`: the targets on each host (derived, not persisted).
 
 mod condition;
 mod holds;
 mod incident;
+mod index;
 mod ladder;
 mod recovery;
 pub mod state;
@@ -79,6 +81,8 @@ pub struct Engine {
     policies: PolicySet,
     planner: Box<dyn Planner + Send + Sync>,
     s: EngineState,
+    /// Derived from `s.targets`; rebuilt on restore.
+    hosts: index::HostIndex,
     out: Vec<Decision>,
 }
 
@@ -99,6 +103,7 @@ impl Engine {
             policies: PolicySet::default(),
             planner: Box::new(NoPlanner),
             s: EngineState::default(),
+            hosts: index::HostIndex::default(),
             out: Vec::new(),
         };
         e.set_policies(policies);
@@ -136,6 +141,7 @@ impl Engine {
         let mut e = Engine {
             policies: PolicySet::default(),
             planner: Box::new(planner),
+            hosts: index::HostIndex::build(&state.targets),
             s: state,
             out: Vec::new(),
         };

@@ -166,6 +166,15 @@ pub struct Incident {
     pub levels: Vec<LevelState>,
     /// Recovery runs started in this incident, over all its targets.
     pub runs_started: u32,
+    /// Acknowledgements so far (a new one, or one that changed who or
+    /// until when); numbers the acknowledgement notifications. Absent from
+    /// snapshots written before it existed: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub acks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One target in an incident.

@@ -1,14 +1,16 @@
 //! Inventory, samples, states and events coming in: targets are registered
 //! (or learned from their first input), matched against policy selectors,
-//! and every policy watching a target re-evaluates when it changes.
+//! and every policy watching a target re-evaluates when it changes; a
+//! host's change reaches the incidents of what is on it (through the host
+//! index), not every open incident.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::Engine;
 use super::condition;
 use super::state::{StateReading, TargetEntry, Watch};
-use crate::input::Sample;
+use crate::input::{IncidentId, Sample};
 use crate::policy::Policy;
 use crate::target::{HOST_STATE, TargetInfo, TargetKind, TargetRef};
 
@@ -49,6 +51,26 @@ impl Engine {
         self.s.targets.get(t).and_then(|e| e.info.host.clone())
     }
 
+    /// The open incidents with a member on `host` (the host included), in
+    /// id order: what a change of the host's state or maintenance can
+    /// hold or release.
+    pub(super) fn incidents_on(&self, host: &str) -> BTreeSet<IncidentId> {
+        let mut ids = BTreeSet::new();
+        for t in self.hosts.on(host) {
+            for watches in self.s.watches.values() {
+                ids.extend(watches.get(t).and_then(|w| w.incident));
+            }
+        }
+        ids
+    }
+
+    /// Re-evaluates the incidents with a member on `host`.
+    pub(super) fn eval_incidents_on(&mut self, host: &str) {
+        for id in self.incidents_on(host) {
+            self.eval_incident(id);
+        }
+    }
+
     /// Learns of a target from an input about it.
     fn ensure_target(&mut self, t: &TargetRef) {
         if !self.s.targets.contains_key(t) {
@@ -58,6 +80,7 @@ impl Engine {
 
     fn insert_target(&mut self, info: TargetInfo) {
         let t = info.target.clone();
+        self.hosts.insert(&info);
         let entry = TargetEntry {
             info,
             first_seen: self.s.now,
@@ -73,18 +96,17 @@ impl Engine {
         match self.s.targets.get_mut(&t) {
             None => return self.insert_target(info),
             Some(e) if e.info == info => return,
-            Some(e) => e.info = info,
+            Some(e) => {
+                self.hosts.remove(&e.info);
+                self.hosts.insert(&info);
+                e.info = info;
+            }
         }
         self.rematch(&t);
         if t.kind == TargetKind::Host {
             // Targets on the host inherit its labels.
-            let children: Vec<TargetRef> = self
-                .s
-                .targets
-                .iter()
-                .filter(|(c, e)| **c != t && e.info.host.as_deref() == Some(t.id.as_str()))
-                .map(|(c, _)| c.clone())
-                .collect();
+            let children: Vec<TargetRef> =
+                self.hosts.on(&t.id).filter(|c| **c != t).cloned().collect();
             for c in children {
                 self.rematch(&c);
             }
@@ -95,7 +117,9 @@ impl Engine {
         for p in self.watching(t) {
             self.drop_watch(&p, t, "removed from the inventory");
         }
-        self.s.targets.remove(t);
+        if let Some(e) = self.s.targets.remove(t) {
+            self.hosts.remove(&e.info);
+        }
     }
 
     /// Starts or stops watches so that exactly the policies selecting the
@@ -213,7 +237,7 @@ impl Engine {
         }
         if name == HOST_STATE && t.kind == TargetKind::Host {
             // Inhibition of everything on the host may have changed.
-            self.eval_all_incidents();
+            self.eval_incidents_on(&t.id);
         }
     }
 
@@ -229,5 +253,66 @@ impl Engine {
             }
             self.eval_watch(&p, &t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::input::{Input, InputKind};
+    use crate::policy::PolicySet;
+    use crate::time::Timestamp;
+    use crate::{CheckOptions, checker::parse_policy};
+
+    const SERVICE: &str = "version = 1\nname = \"svc\"\n[target]\nkind = \"service\"\n[when]\nstate = \"service\"\nis = \"exited\"\n[[step]]\nkind = \"agent-action\"\naction = \"restart\"\n[[escalate]]\nnotify = [\"console\"]\n";
+
+    fn engine() -> Engine {
+        let p = parse_policy(SERVICE, Path::new("svc.toml"), &CheckOptions::default()).unwrap();
+        let mut e = Engine::new(PolicySet::new([p]));
+        for s in ["service:hv1/nginx", "service:hv2/db"] {
+            e.handle(Input {
+                at: Timestamp(0),
+                kind: InputKind::State {
+                    target: s.parse().unwrap(),
+                    name: "service".into(),
+                    value: "exited".into(),
+                },
+            })
+            .unwrap();
+        }
+        e
+    }
+
+    fn on(e: &Engine, host: &str) -> Vec<u64> {
+        e.incidents_on(host).into_iter().map(|i| i.0).collect()
+    }
+
+    #[test]
+    fn a_host_reaches_the_incidents_of_what_is_on_it_wherever_it_moved() {
+        let mut e = engine();
+        assert_eq!((on(&e, "hv1"), on(&e, "hv2")), (vec![1], vec![2]));
+        // The inventory moves nginx to hv2.
+        let moved = TargetInfo {
+            host: Some("hv2".into()),
+            ..TargetInfo::bare("service:hv1/nginx".parse().unwrap())
+        };
+        e.handle(Input {
+            at: Timestamp(1_000),
+            kind: InputKind::Target(moved),
+        })
+        .unwrap();
+        assert_eq!((on(&e, "hv1"), on(&e, "hv2")), (vec![], vec![1, 2]));
+        // Gone from the inventory: on no host.
+        e.handle(Input {
+            at: Timestamp(3_000),
+            kind: InputKind::TargetRemoved("service:hv1/nginx".parse().unwrap()),
+        })
+        .unwrap();
+        assert_eq!(on(&e, "hv2"), vec![2]);
+        // A restored engine rebuilds the index from its targets.
+        let (restored, _) = Engine::restore(e.policies().clone(), e.snapshot()).unwrap();
+        assert_eq!(restored.hosts, e.hosts);
     }
 }

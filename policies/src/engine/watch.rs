@@ -181,6 +181,7 @@ impl Engine {
                 ack: None,
                 levels: vec![Default::default(); p.ladder.len()],
                 runs_started: 0,
+                acks: 0,
             },
         );
         id

@@ -8,12 +8,15 @@
 //! * [`planner`]: VM placement plans on 100 to 10,000 hosts beside a greedy
 //!   one-VM-at-a-time balancer.
 //! * [`ingest`]: how many mutual-TLS agents one watchdog holds.
+//! * [`policies`]: the policy engine through a failure storm, beside a
+//!   baseline commit built in the same run.
 
 mod agent;
 mod ebpf;
 mod ingest;
 mod notify;
 mod planner;
+mod policies;
 mod rebalancer;
 
 use clap::Subcommand;
@@ -75,6 +78,22 @@ pub enum Bench {
         #[arg(long, default_value_t = 30)]
         window: u64,
     },
+    /// The policy engine with N hosts all failing within 1 s: time to
+    /// decide everything, cost per input, snapshot size and its commit
+    /// through the store (SQLite, synchronous = FULL); beside the same
+    /// bench built from a baseline commit in the same run.
+    Policies {
+        /// Hosts in the cluster.
+        #[arg(long, default_value_t = 10_000)]
+        hosts: usize,
+        /// The commit to compare with (default: main before the engine's
+        /// host index).
+        #[arg(long, default_value = policies::BASELINE)]
+        baseline: String,
+        /// Measure this tree only.
+        #[arg(long)]
+        no_baseline: bool,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
@@ -91,5 +110,10 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Ingest { steps, window } => {
             ingest::run(&steps, std::time::Duration::from_secs(window))
         }
+        Bench::Policies {
+            hosts,
+            baseline,
+            no_baseline,
+        } => policies::run(hosts, (!no_baseline).then_some(baseline.as_str())),
     }
 }
