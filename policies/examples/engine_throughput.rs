@@ -84,7 +84,7 @@ fn main() {
                 },
                 Sample {
                     target: dev,
-                    metric: "io_latency_p99_seconds".into(),
+                    metric: "io_latency_seconds".into(),
                     value: 0.004,
                 },
             ];

@@ -5,8 +5,9 @@
 //!   its receiver at the policy's time (within 1 s): the email at 2 s in
 //!   the aiosmtpd sink, the SMS at 5 s at a local HTTP gateway.
 //! * Alerts from Alertmanager's webhook open incidents; `hyperwatch ack`
-//!   (the CLI, a real process) stops the acknowledged incident's escalation
-//!   while the other one escalates; `hyperwatch silence add` reports a
+//!   (the CLI, a real process) is told to the console that had the page and
+//!   stops the acknowledged incident's escalation while the other one
+//!   escalates; `hyperwatch silence add` reports a
 //!   silence that matches nothing; a resolved alert resolves the incident.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -211,6 +212,10 @@ fn an_ack_through_the_cli_stops_escalation_and_an_empty_silence_is_reported() ->
         stdout.contains(&format!("{acked} acknowledged by alice")),
         "{stdout}"
     );
+
+    // The console, which had the page, hears who acknowledged it.
+    let told = console.wait_for(&format!("{acked}:L1:acknowledgement"), WITHIN)?;
+    assert!(told.contains("acknowledged by alice"), "{told}");
 
     // The other incident shows the level would have come.
     console.wait_for(&format!("{loud}:L2:escalation"), WITHIN)?;

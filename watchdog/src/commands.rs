@@ -45,6 +45,9 @@ pub struct CommandOutcome {
     pub stderr: String,
     pub message: String,
     pub duration_ms: u64,
+    /// The agent had already run this step's run id: this is the first
+    /// run's result, and nothing ran now.
+    pub repeated: bool,
 }
 
 impl CommandOutcome {
@@ -66,6 +69,7 @@ impl CommandOutcome {
             stderr: r.stderr,
             message: r.message,
             duration_ms: r.duration_ms,
+            repeated: r.repeated,
         }
     }
 }
@@ -102,7 +106,21 @@ impl CommandRouter {
         action: &str,
         args: BTreeMap<String, String>,
     ) -> Result<CommandOutcome, CommandError> {
-        let outcome = self.send(host, action, args).await;
+        self.send_step(host, action, args, String::new()).await
+    }
+
+    /// [`Self::send_command`] for a recovery step: `run_id` (the engine's
+    /// step run id) goes along, so an agent that has already run the step
+    /// (the watchdog restarted before its result came) answers with that
+    /// run's result instead of running it again.
+    pub async fn send_step(
+        &self,
+        host: &str,
+        action: &str,
+        args: BTreeMap<String, String>,
+        run_id: String,
+    ) -> Result<CommandOutcome, CommandError> {
+        let outcome = self.send(host, action, args, run_id).await;
         let label = match &outcome {
             Ok(o) => o.status,
             Err(CommandError::TimedOut { .. }) => "no_result",
@@ -118,6 +136,7 @@ impl CommandRouter {
         host: &str,
         action: &str,
         args: BTreeMap<String, String>,
+        run_id: String,
     ) -> Result<CommandOutcome, CommandError> {
         self.registry
             .entry(host)
@@ -140,9 +159,10 @@ impl CommandRouter {
                 id,
                 action: action.to_owned(),
                 args: args.into_iter().collect(),
+                run_id: run_id.clone(),
             })),
         };
-        tracing::info!(%host, %action, id, "sending command");
+        tracing::info!(%host, %action, id, %run_id, "sending command");
         if connection.outbound.send(Ok(message)).await.is_err() {
             self.pending.lock().expect("pending lock").remove(&id);
             return Err(CommandError::ConnectionLost(host.to_owned()));

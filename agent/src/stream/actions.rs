@@ -184,6 +184,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
+            run_id: String::new(),
         }
     }
 

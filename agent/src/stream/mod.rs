@@ -9,6 +9,8 @@
 //!   per-device and per-LUN part.
 //! * [`actions`]: running allowlisted actions (or handing commands to the
 //!   simulated host).
+//! * [`runs`]: each recovery step's run id run once; a repeat is answered
+//!   with the first run's result.
 //! * [`identity`]: host id, boot id, the host part of the inventory.
 //! * [`inventory`]: the whole inventory, its revisions and the real
 //!   host's inventory watcher.
@@ -20,6 +22,7 @@ pub mod backoff;
 pub mod identity;
 pub mod inventory;
 pub mod outbox;
+pub mod runs;
 pub mod session;
 pub mod telemetry;
 pub mod usage;

@@ -18,6 +18,7 @@ use super::{
     StreamHandle,
     actions::{Allowlist, CommandHandler},
     backoff::Backoff,
+    runs::OncePerRun,
     identity, monotonic_nanos,
     telemetry::Summariser,
     unix_nanos,
@@ -34,6 +35,12 @@ const OUTBOUND_QUEUE: usize = 256;
 /// Records sent per turn of the stream loop, so heartbeats and acks
 /// interleave with a long resend after a reconnect.
 const DRAIN_BATCH: usize = 64;
+/// The capability of an agent running its eBPF programs.
+const EBPF: &str = "ebpf";
+/// The capability of an agent that runs without eBPF by design (`[ebpf]
+/// enabled = false`, or a simulated host): the watchdog then does not page
+/// about eBPF being unavailable.
+const EBPF_DISABLED: &str = "ebpf.disabled";
 
 /// Why the stream could not start.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +101,9 @@ impl Settings {
             capabilities.push("actions".into());
         }
         if ebpf {
-            capabilities.push("ebpf".into());
+            capabilities.push(EBPF.into());
+        } else if !config.ebpf.enabled {
+            capabilities.push(EBPF_DISABLED.into());
         }
         let secs = |v: f64| Duration::try_from_secs_f64(v).unwrap_or(Duration::MAX);
         Ok(Self {
@@ -118,17 +127,22 @@ impl Settings {
             backoff_initial: secs(s.backoff_initial_seconds),
             backoff_max: secs(s.backoff_max_seconds),
             connect_timeout: secs(s.connect_timeout_seconds),
-            commands: Arc::new(Allowlist(config.actions.clone())),
+            commands: Arc::new(OncePerRun::new(Arc::new(Allowlist(config.actions.clone())))),
         })
     }
 
     /// Simulation mode: `handler` (the simulated host) answers commands
-    /// instead of the allowlist, and the hello says so.
+    /// instead of the allowlist, and the hello says so; a simulated host
+    /// has no kernel programs by design.
     pub fn simulated(mut self, handler: Arc<dyn CommandHandler>) -> Self {
-        self.commands = handler;
+        self.commands = Arc::new(OncePerRun::new(handler));
         let caps = &mut self.hello.capabilities;
-        caps.retain(|c| c != "actions");
-        caps.extend(["actions".to_owned(), "simulated".to_owned()]);
+        caps.retain(|c| c != "actions" && c != EBPF && c != EBPF_DISABLED);
+        caps.extend([
+            "actions".to_owned(),
+            "simulated".to_owned(),
+            EBPF_DISABLED.to_owned(),
+        ]);
         self
     }
 }
@@ -342,5 +356,34 @@ pub async fn telemetry_loop(
         t.sampled_monotonic_nanos = monotonic_nanos();
         t.sampled_unix_nanos = unix_nanos(SystemTime::now());
         handle.outbox.push_telemetry(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::actions::Allowlist;
+
+    /// The capabilities a hello announces about eBPF.
+    fn ebpf_caps(enabled: bool, loaded: bool, simulated: bool) -> Vec<String> {
+        let mut config = Config::default();
+        config.ebpf.enabled = enabled;
+        config.stream.insecure = true;
+        let handle = StreamHandle::new(16);
+        let mut settings = Settings::load(&config, &handle, loaded).unwrap();
+        if simulated {
+            settings = settings.simulated(Arc::new(Allowlist(Default::default())));
+        }
+        let caps = settings.hello.capabilities;
+        caps.into_iter().filter(|c| c.starts_with(EBPF)).collect()
+    }
+
+    #[test]
+    fn the_hello_tells_ebpf_disabled_by_design_from_ebpf_that_failed() {
+        assert_eq!(ebpf_caps(true, true, false), [EBPF]);
+        assert_eq!(ebpf_caps(false, false, false), [EBPF_DISABLED]);
+        // Wanted but not loaded (no root, no BTF): neither.
+        assert!(ebpf_caps(true, false, false).is_empty());
+        assert_eq!(ebpf_caps(true, false, true), [EBPF_DISABLED]);
     }
 }

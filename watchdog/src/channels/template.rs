@@ -12,9 +12,10 @@ use super::{
 };
 
 /// The default one-line subject: marks tests, names status, severity,
-/// target, and the size of a digest.
+/// target, who acknowledged (acknowledgements), and the size of a digest.
 pub const DEFAULT_SUBJECT: &str = "{% if test %}[TEST] {% endif %}[{{ status|upper }}] \
 {{ severity }} {{ target }}: {{ summary }}\
+{% if labels.acked_by %} (acknowledged by {{ labels.acked_by }}){% endif %}\
 {% if more %} (and {{ more }} more incident{{ 's' if more > 1 }}){% endif %}";
 
 /// The default plain-text body.
@@ -62,7 +63,7 @@ pub const DEFAULT_HTML: &str = "\
 
 /// The default SMS text: short, the most important first.
 pub const DEFAULT_SMS: &str = "{% if test %}[TEST] {% endif %}{{ status|upper }} {{ severity }} \
-{{ target }}: {{ summary }} ({{ incident_id }}){% if more %} +{{ more }} more{% endif %}";
+{{ target }}: {{ summary }}{% if labels.acked_by %}, acked by {{ labels.acked_by }}{% endif %} ({{ incident_id }}){% if more %} +{{ more }} more{% endif %}";
 
 /// One channel's compiled templates.
 #[derive(Debug)]
@@ -233,6 +234,19 @@ mod tests {
         assert_eq!(
             s,
             "[PROBLEM] critical host hv-12: heartbeats stopped 45 s ago"
+        );
+    }
+
+    #[test]
+    fn an_acknowledgement_names_who_acknowledged() {
+        let mut n = sample("inc-1");
+        n.status = crate::channels::Status::Acknowledgement;
+        n.labels.insert("acked_by".into(), "alice".into());
+        let m = Message::single(n, "");
+        let s = defaults().render(Part::Subject, &m).unwrap();
+        assert_eq!(
+            s,
+            "[ACKNOWLEDGEMENT] critical host hv-12: heartbeats stopped 45 s ago (acknowledged by alice)"
         );
     }
 

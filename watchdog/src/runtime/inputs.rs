@@ -1,7 +1,9 @@
 //! What the cluster's events mean to the policy engine: a pure mapping
 //! from [`ClusterEvent`]s to engine inputs (targets from the hello's
-//! inventory and labels, host states, telemetry samples, service states,
-//! events), with the memory it needs to notice targets that disappeared.
+//! inventory and labels, host states, telemetry samples of hosts and
+//! storage devices, service states, events), with the memory it needs to
+//! notice targets that disappeared and to turn device usage into fill
+//! ratios (each device's capacity).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,17 +19,25 @@ use crate::{events::ClusterEvent, health};
 /// The service state name the shipped policies watch (`running`,
 /// `exited`, `failed`).
 pub const SERVICE_STATE: &str = "service";
-/// The host state saying whether the agent runs its eBPF programs
-/// (`available`, `unavailable`).
+/// The host state saying whether the agent runs its eBPF programs:
+/// `available`; `disabled` (by design: its configuration turns eBPF off, or
+/// it simulates a host); `unavailable` (wanted, and it failed).
 pub const EBPF_STATE: &str = "ebpf";
 /// Host CPU busy fraction, 0..1.
 pub const CPU_BUSY_RATIO: &str = "cpu_busy_ratio";
 /// Host memory used fraction, 0..1.
 pub const MEMORY_USED_RATIO: &str = "memory_used_ratio";
-/// Storage device fill, 0..1.
+/// Storage device fill, 0..1: used bytes (the latest telemetry, else the
+/// inventory) over the inventory's capacity.
 pub const STORAGE_USED_RATIO: &str = "storage_used_ratio";
+/// Storage device IO latency, seconds: the mean time per IO over the
+/// telemetry interval, as the agent measures it from /proc/diskstats
+/// (`DeviceUsage.io_latency_seconds`), not a percentile.
+pub const IO_LATENCY_SECONDS: &str = "io_latency_seconds";
 /// The capability an agent with loaded eBPF programs announces.
 const EBPF_CAPABILITY: &str = "ebpf";
+/// The capability of an agent without eBPF by design.
+const EBPF_DISABLED_CAPABILITY: &str = "ebpf.disabled";
 
 /// Maps cluster events to engine inputs; remembers which host announced
 /// which target and every target's inventory facts.
@@ -38,6 +48,8 @@ pub struct InputMapper {
     /// What the inventory says about each target (labels for summaries,
     /// silences and step parameters).
     known: BTreeMap<TargetRef, TargetInfo>,
+    /// Each storage device's capacity in bytes, from the inventory.
+    capacity: BTreeMap<TargetRef, u64>,
 }
 
 /// The engine's name for a detector state.
@@ -62,7 +74,7 @@ impl InputMapper {
             // The detector decides what a silent host means.
             ClusterEvent::Disconnected { .. } => Vec::new(),
             ClusterEvent::Telemetry { host, telemetry } => {
-                telemetry_samples(host, telemetry).into_iter().collect()
+                self.telemetry(host, telemetry).into_iter().collect()
             }
             ClusterEvent::AgentEvent { host, event } => agent_event(host, event),
             ClusterEvent::Inventory { host, inventory } => self.inventory(host, inventory),
@@ -118,9 +130,13 @@ impl InputMapper {
             Some(inv) => self.inventory(host, inv),
             None => self.inventory(host, &v1::Inventory::default()),
         };
-        let ebpf = if hello.capabilities.iter().any(|c| c == EBPF_CAPABILITY) {
+        let has = |cap: &str| hello.capabilities.iter().any(|c| c == cap);
+        let ebpf = if has(EBPF_CAPABILITY) {
             "available"
+        } else if has(EBPF_DISABLED_CAPABILITY) {
+            "disabled"
         } else {
+            // Agents from before the capability say nothing either.
             "unavailable"
         };
         out.push(InputKind::State {
@@ -167,6 +183,10 @@ impl InputMapper {
         for dev in &inv.storage {
             let id = format!("{host}/{}", dev.name);
             announced.push(on_host(TargetKind::StorageDevice, id.clone(), &dev.name));
+            self.capacity.insert(
+                TargetRef::new(TargetKind::StorageDevice, &id),
+                dev.capacity_bytes,
+            );
             if dev.capacity_bytes > 0 {
                 samples.push(Sample {
                     target: TargetRef::new(TargetKind::StorageDevice, &id),
@@ -192,6 +212,7 @@ impl InputMapper {
         for t in gone {
             self.owner.remove(&t);
             self.known.remove(&t);
+            self.capacity.remove(&t);
             out.push(InputKind::TargetRemoved(t));
         }
         for info in announced {
@@ -204,10 +225,39 @@ impl InputMapper {
         }
         out
     }
+
+    /// The samples of a telemetry summary: the host's CPU and memory
+    /// ratios, and for each storage device of its inventory the fill ratio
+    /// and the IO latency.
+    pub fn telemetry(&self, host: &str, t: &v1::Telemetry) -> Option<InputKind> {
+        let mut samples = host_samples(host, t);
+        for d in &t.device_usage {
+            let target = TargetRef::new(TargetKind::StorageDevice, &format!("{host}/{}", d.device));
+            // Devices the inventory does not list are no targets (yet).
+            let Some(&capacity) = self.capacity.get(&target) else {
+                continue;
+            };
+            if capacity > 0 {
+                samples.push(Sample {
+                    target: target.clone(),
+                    metric: STORAGE_USED_RATIO.into(),
+                    value: d.used_bytes as f64 / capacity as f64,
+                });
+            }
+            if let Some(latency) = d.io_latency_seconds.filter(|l| l.is_finite() && *l >= 0.0) {
+                samples.push(Sample {
+                    target,
+                    metric: IO_LATENCY_SECONDS.into(),
+                    value: latency,
+                });
+            }
+        }
+        (!samples.is_empty()).then_some(InputKind::Samples(samples))
+    }
 }
 
 /// Host CPU and memory ratios from a telemetry summary.
-pub fn telemetry_samples(host: &str, t: &v1::Telemetry) -> Option<InputKind> {
+fn host_samples(host: &str, t: &v1::Telemetry) -> Vec<Sample> {
     let target = TargetRef::host(host);
     let mut samples = Vec::new();
     if let Some(cpu) = t.cpu_utilisation.filter(|v| v.is_finite()) {
@@ -226,7 +276,7 @@ pub fn telemetry_samples(host: &str, t: &v1::Telemetry) -> Option<InputKind> {
             value: used as f64 / total as f64,
         });
     }
-    (!samples.is_empty()).then_some(InputKind::Samples(samples))
+    samples
 }
 
 /// An agent event: service state changes become the `service` state of
@@ -331,25 +381,63 @@ mod tests {
             name: "ebpf".into(),
             value: "unavailable".into()
         }));
+        let by_design = m.hello("hv1", &hello(&["nginx"], &["ebpf.disabled"]));
+        assert!(by_design.contains(&InputKind::State {
+            target: TargetRef::host("hv1"),
+            name: "ebpf".into(),
+            value: "disabled".into()
+        }));
     }
 
     #[test]
-    fn telemetry_gives_cpu_and_memory_ratios() {
+    fn telemetry_gives_host_ratios_and_each_inventoried_devices_fill_and_latency() {
+        let mut m = InputMapper::default();
+        m.hello("hv1", &hello(&[], &[]));
+        let device = |name: &str, used, latency| v1::DeviceUsage {
+            device: name.into(),
+            used_bytes: used,
+            io_latency_seconds: latency,
+            ..Default::default()
+        };
         let t = v1::Telemetry {
             cpu_utilisation: Some(0.25),
             memory_used_bytes: Some(3),
             memory_total_bytes: Some(4),
+            device_usage: vec![
+                device("nvme0", 95, Some(0.012)),
+                // Not in the inventory: no target to speak of.
+                device("sdz", 1, Some(1.0)),
+            ],
             ..Default::default()
         };
-        let Some(InputKind::Samples(s)) = telemetry_samples("hv1", &t) else {
+        let Some(InputKind::Samples(s)) = m.telemetry("hv1", &t) else {
             panic!("no samples")
         };
-        assert_eq!((s[0].metric.as_str(), s[0].value), (CPU_BUSY_RATIO, 0.25));
+        let got: Vec<(String, &str, f64)> = s
+            .iter()
+            .map(|s| (s.target.to_string(), s.metric.as_str(), s.value))
+            .collect();
+        let nvme0 = "storage-device:hv1/nvme0".to_owned();
         assert_eq!(
-            (s[1].metric.as_str(), s[1].value),
-            (MEMORY_USED_RATIO, 0.75)
+            got,
+            [
+                ("host:hv1".to_owned(), CPU_BUSY_RATIO, 0.25),
+                ("host:hv1".to_owned(), MEMORY_USED_RATIO, 0.75),
+                (nvme0.clone(), STORAGE_USED_RATIO, 0.95),
+                (nvme0, IO_LATENCY_SECONDS, 0.012),
+            ]
         );
-        assert!(telemetry_samples("hv1", &v1::Telemetry::default()).is_none());
+        // No IO in the interval: no latency; the fill still counts.
+        let quiet = v1::Telemetry {
+            device_usage: vec![device("nvme0", 50, None)],
+            ..Default::default()
+        };
+        let Some(InputKind::Samples(s)) = m.telemetry("hv1", &quiet) else {
+            panic!("no samples")
+        };
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].metric.as_str(), s[0].value), (STORAGE_USED_RATIO, 0.5));
+        assert!(m.telemetry("hv1", &v1::Telemetry::default()).is_none());
     }
 
     #[test]

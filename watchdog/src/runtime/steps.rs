@@ -95,8 +95,16 @@ impl StepRunner {
                 let (action, host) = (action.clone(), run.host.clone());
                 let (commands, registry) = (self.commands.clone(), self.registry.clone());
                 tokio::spawn(async move {
-                    let (result, detail) =
-                        agent_action(&commands, &registry, host, &action, args, deadline).await;
+                    let (result, detail) = agent_action(
+                        &commands,
+                        &registry,
+                        host,
+                        &action,
+                        args,
+                        id.to_string(),
+                        deadline,
+                    )
+                    .await;
                     report(&reports, id, result, detail).await;
                 })
             }
@@ -154,15 +162,17 @@ async fn report(
         .await;
 }
 
-/// Sends the action to the host's agent, waiting (until the step's
-/// deadline) for the agent to be connected: after a watchdog restart the
-/// agents are back within about a second.
+/// Sends the action to the host's agent with the step's run id, waiting
+/// (until the step's deadline) for the agent to be connected: after a
+/// watchdog restart the agents are back within about a second, and one
+/// that already ran the run id answers with that run's result.
 async fn agent_action(
     commands: &CommandRouter,
     registry: &Registry,
     host: Option<String>,
     action: &str,
     args: BTreeMap<String, String>,
+    run_id: String,
     deadline: SystemTime,
 ) -> (StepResult, String) {
     let Some(host) = host else {
@@ -177,7 +187,7 @@ async fn agent_action(
         }
         tokio::time::sleep(RECONNECT_POLL).await;
     }
-    match commands.send_command(&host, action, args).await {
+    match commands.send_step(&host, action, args, run_id).await {
         Ok(o) => outcome(&host, o),
         Err(e) => {
             let why = e.to_string();
@@ -200,6 +210,11 @@ fn outcome(host: &str, o: CommandOutcome) -> (StepResult, String) {
         "host {host} ran {} (command {}): {} ({how}) in {} ms",
         o.action, o.id, o.status, o.duration_ms
     );
+    if o.repeated {
+        detail.push_str(
+            "; the agent had already run this step (sent again after a watchdog restart): this is its first run's result, it did not run again",
+        );
+    }
     if !o.message.is_empty() {
         detail.push_str(&format!("; {}", o.message));
     }
