@@ -21,6 +21,7 @@
 //! * `failover`, `rebalance`: the two modes; `balance`: rebalancing's
 //!   spread-narrowing step.
 //! * [`verify`]: an independent replay of a plan against a snapshot.
+//! * `focus`: a plan narrowed to the moves off one host ([`relieve`]).
 //! * [`baseline`]: the greedy one-VM-at-a-time balancer the benchmark
 //!   compares [`rebalance`] with.
 
@@ -28,6 +29,7 @@ mod balance;
 pub mod baseline;
 mod cluster;
 mod failover;
+mod focus;
 mod index;
 mod placement;
 pub mod plan;
@@ -40,6 +42,7 @@ pub mod verify;
 use serde::{Deserialize, Serialize};
 
 pub use failover::failover;
+pub use focus::{FocusError, HostRelief, relieve};
 pub use plan::{
     Change, ClusterFigures, Migration, MigrationPlan, MoveKind, MoveReason, PlanMode, Rejection,
     RejectionKind, Resource, Unplaced, UnplacedReason,
