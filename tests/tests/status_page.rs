@@ -271,6 +271,7 @@ fn incidents_plans_and_luns_from_providers_reach_the_page() -> anyhow::Result<()
             failed: 0,
             started: planned,
             reason: "hv-x CPU 0.93 over 0.85".into(),
+            dry_run: false,
             migrations: vec![MigrationSummary {
                 item: "web-7".into(),
                 from: "hv-x".into(),

@@ -2,7 +2,7 @@
 //! heartbeat interarrival and lag, ingest rates, connections, rejections,
 //! commands. Served at /metrics.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::{Mutex, atomic::AtomicI64};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -22,7 +22,9 @@ const TIMING_BUCKETS: [f64; 16] = [
 
 /// Every counter and histogram; hosts by state are counted at scrape time.
 pub struct Metrics {
-    registry: PromRegistry,
+    /// Behind a lock so that parts started after the registry (the policy
+    /// runtime, the outbox) can add their series.
+    registry: Mutex<PromRegistry>,
     hosts: Family<Labels, Gauge>,
     pub heartbeat_interarrival: Histogram,
     pub heartbeat_lag: Histogram,
@@ -99,7 +101,7 @@ impl Default for Metrics {
             commands.clone(),
         );
         Self {
-            registry,
+            registry: Mutex::new(registry),
             hosts,
             heartbeat_interarrival,
             heartbeat_lag,
@@ -120,7 +122,10 @@ impl Metrics {
         &mut self,
         collector: Box<dyn prometheus_client::collector::Collector>,
     ) {
-        self.registry.register_collector(collector);
+        self.registry
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .register_collector(collector);
     }
 
     /// Counts a received message of `kind`.
@@ -162,7 +167,13 @@ impl Metrics {
                 .set(*n as i64);
         }
         let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
+    }
+
+    /// Adds another part's series (served at /metrics from now on).
+    pub fn register_part(&self, f: impl FnOnce(&mut PromRegistry)) {
+        f(&mut self.registry.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }

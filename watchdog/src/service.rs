@@ -69,6 +69,8 @@ pub struct Watchdog {
     stream_listener: TcpListener,
     http_listener: TcpListener,
     config: Config,
+    /// Routes other parts serve beside the API (the placement service's).
+    routes: Vec<axum::Router>,
 }
 
 impl Watchdog {
@@ -128,7 +130,13 @@ impl Watchdog {
             stream_listener,
             http_listener,
             config,
+            routes: Vec::new(),
         })
+    }
+
+    /// Serves `routes` on the HTTP listener beside the API.
+    pub fn add_routes(&mut self, routes: axum::Router) {
+        self.routes.push(routes);
     }
 
     /// Serves until `shutdown` completes.
@@ -187,11 +195,14 @@ impl Watchdog {
             .initial_connection_window_size(Some(CONNECTION_WINDOW))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        let app = api::router(api::ApiState {
-            registry: self.registry.clone(),
-            commands: self.commands.clone(),
-            status: self.status.clone(),
-        });
+        let app = self.routes.into_iter().fold(
+            api::router(api::ApiState {
+                registry: self.registry.clone(),
+                commands: self.commands.clone(),
+                status: self.status.clone(),
+            }),
+            axum::Router::merge,
+        );
         let mut stopping = stop_rx.clone();
         let http = axum::serve(self.http_listener, app).with_graceful_shutdown(stopped(stop_rx));
         let both = async { tokio::join!(grpc, async { http.await }) };

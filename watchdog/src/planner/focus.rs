@@ -37,9 +37,13 @@ pub enum FocusError {
     Planner(#[from] PlannerError),
     #[error("host `{0}` is not in the snapshot")]
     UnknownHost(String),
-    #[error("the plan names vm `{0}`, which is not in the snapshot; narrow a plan with the snapshot it was made from")]
+    #[error(
+        "the plan names vm `{0}`, which is not in the snapshot; narrow a plan with the snapshot it was made from"
+    )]
     UnknownVm(String),
-    #[error("migration of `{vm}` to `{host}` no longer fits ({rejection}); narrow a plan with the snapshot it was made from")]
+    #[error(
+        "migration of `{vm}` to `{host}` no longer fits ({rejection}); narrow a plan with the snapshot it was made from"
+    )]
     Infeasible {
         vm: String,
         host: String,
@@ -74,13 +78,18 @@ pub fn relieve(
     let mut sequence = Sequence::new(&cluster, true);
     let before = sequence.figures();
     let utilization_before = sequence.utilization(target);
-    for m in plan.migrations.iter().zip(&keep).filter_map(|(m, k)| k.then_some(m)) {
+    for m in plan
+        .migrations
+        .iter()
+        .zip(&keep)
+        .filter_map(|(m, k)| k.then_some(m))
+    {
         let vm = cluster
             .vms
             .binary_search_by(|v| v.id.as_str().cmp(&m.vm))
             .map_err(|_| FocusError::UnknownVm(m.vm.clone()))?;
-        let to = host_ix(&m.destination)
-            .map_err(|_| FocusError::UnknownHost(m.destination.clone()))?;
+        let to =
+            host_ix(&m.destination).map_err(|_| FocusError::UnknownHost(m.destination.clone()))?;
         sequence
             .check(vm, to)
             .map_err(|rejection| FocusError::Infeasible {

@@ -1,13 +1,15 @@
-//! A plan narrowed to one device: the LUN moves off it and the moves they
-//! wait for, with every figure (destination fill after each move, group
-//! spreads after the plan, idle candidates) recomputed for what is kept. A
-//! recovery step that relieves one overfull device runs this instead of
-//! the whole plan.
+//! A plan narrowed to one device and/or to its first moves: the LUN moves
+//! off that device and the moves they wait for, at most so many, with
+//! every figure (destination fill after each move, group spreads after the
+//! plan, idle candidates) recomputed for what is kept. A recovery step that
+//! relieves one overfull device runs this instead of the whole plan, and
+//! the storage loop bounds its work with it.
 //!
 //! The kept moves keep their `after` lists (renumbered): the proof in
 //! `order` holds for any subset closed under `after`, since a destination
 //! then receives only some of the incoming moves the full plan counted and
-//! still waits for the outgoing ones that free its room.
+//! still waits for the outgoing ones that free its room. A prefix (in plan
+//! order) of a closed set is closed, since `after` points backwards.
 
 use super::{
     RebalanceError, idle_candidates,
@@ -16,23 +18,33 @@ use super::{
     state::State,
 };
 
-/// The plan for one device and what it does to that device.
+/// The narrowed plan and what it does to the device it relieves.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DeviceRelief {
-    /// The moves off the device and the moves they wait for.
+pub struct Narrowed {
     pub plan: Plan,
-    /// The device's used fraction (bytes over capacity) now.
-    pub used_before: f64,
-    /// ...and once the plan is done.
-    pub used_after: f64,
+    /// The device's fill, when narrowed to one.
+    pub device_fill: Option<DeviceFill>,
+}
+
+/// A device's used fraction (bytes over capacity) before and after a plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceFill {
+    pub before: f64,
+    pub after: f64,
     /// Its capacity threshold, as a fraction.
-    pub max_used: f64,
+    pub max: f64,
 }
 
 /// `plan`, made by [`plan`](super::plan) from `snapshot`, narrowed to the
-/// moves off `device` and those they wait for (directly or not), in plan
-/// order. Problems the plan leaves on `device` stay listed.
-pub fn relieve(snapshot: &Snapshot, plan: &Plan, device: &str) -> Result<DeviceRelief, RebalanceError> {
+/// moves off `device` (all moves when `None`) and those they wait for,
+/// then to the first `max_moves` of those, in plan order. Problems the plan
+/// leaves on `device` stay listed.
+pub fn narrow(
+    snapshot: &Snapshot,
+    plan: &Plan,
+    device: Option<&str>,
+    max_moves: Option<usize>,
+) -> Result<Narrowed, RebalanceError> {
     snapshot.validate()?;
     let missing = |kind: &'static str, id: &str| RebalanceError::Invalid {
         kind,
@@ -46,15 +58,13 @@ pub fn relieve(snapshot: &Snapshot, plan: &Plan, device: &str) -> Result<DeviceR
             .binary_search_by(|d| d.id.as_str().cmp(id))
             .map_err(|_| missing("device", id))
     };
-    let target = dev(device)?;
-    let max_used = snapshot
-        .devices
-        .iter()
-        .find(|d| d.id == device)
-        .and_then(|d| snapshot.groups.iter().find(|g| g.name == d.group))
-        .map_or(1.0, |g| g.thresholds.max_capacity_used);
+    let target = device.map(dev).transpose()?;
 
-    let mut keep: Vec<bool> = plan.moves.iter().map(|m| m.from == device).collect();
+    let mut keep: Vec<bool> = plan
+        .moves
+        .iter()
+        .map(|m| device.is_none_or(|d| m.from == d))
+        .collect();
     for i in (0..keep.len()).rev() {
         if keep[i] {
             for &d in &plan.moves[i].after {
@@ -62,10 +72,14 @@ pub fn relieve(snapshot: &Snapshot, plan: &Plan, device: &str) -> Result<DeviceR
             }
         }
     }
+    let limit = max_moves.unwrap_or(usize::MAX);
     let mut renumbered = vec![usize::MAX; keep.len()];
     let mut state = initial.clone();
     let mut moves = Vec::new();
     for (i, m) in plan.moves.iter().enumerate().filter(|&(i, _)| keep[i]) {
+        if moves.len() == limit {
+            break;
+        }
         let lun = state
             .luns
             .binary_search_by(|l| l.id.as_str().cmp(&m.lun))
@@ -88,27 +102,35 @@ pub fn relieve(snapshot: &Snapshot, plan: &Plan, device: &str) -> Result<DeviceR
             ..m.clone()
         });
     }
-    let fill = |s: &State| {
-        let d = &s.devs[target];
-        d.used as f64 / d.capacity as f64
-    };
+    let device_fill = target.map(|t| {
+        let fill = |s: &State| s.devs[t].used as f64 / s.devs[t].capacity as f64;
+        let max = snapshot
+            .devices
+            .iter()
+            .find(|d| Some(d.id.as_str()) == device)
+            .and_then(|d| snapshot.groups.iter().find(|g| g.name == d.group))
+            .map_or(1.0, |g| g.thresholds.max_capacity_used);
+        DeviceFill {
+            before: fill(&initial),
+            after: fill(&state),
+            max,
+        }
+    });
     let groups = 0..state.groups.len();
-    Ok(DeviceRelief {
+    Ok(Narrowed {
         plan: Plan {
             moves,
             unresolved: plan
                 .unresolved
                 .iter()
-                .filter(|u| u.device == device)
+                .filter(|u| device.is_none_or(|d| u.device == d))
                 .cloned()
                 .collect(),
             idle_candidates: idle_candidates(&state),
             before: groups.clone().map(|g| initial.spread(g)).collect(),
             after: groups.map(|g| state.spread(g)).collect(),
         },
-        used_before: fill(&initial),
-        used_after: fill(&state),
-        max_used,
+        device_fill,
     })
 }
 
@@ -169,13 +191,14 @@ mod tests {
         let full = plan(&s).unwrap();
         assert!(full.moves.iter().any(|m| m.from == "d1"));
         assert!(full.moves.iter().any(|m| m.from == "d3"));
-        let relief = relieve(&s, &full, "d1").unwrap();
+        let relief = narrow(&s, &full, Some("d1"), None).unwrap();
         let p = &relief.plan;
         assert!(!p.moves.is_empty());
         assert!(p.moves.iter().all(|m| m.from == "d1"), "{p:#?}");
-        assert_eq!(relief.used_before, 0.9);
-        assert!(relief.used_after <= 0.8, "{relief:?}");
-        assert_eq!(relief.max_used, 0.8);
+        let fill = relief.device_fill.unwrap();
+        assert_eq!(fill.before, 0.9);
+        assert!(fill.after <= 0.8, "{relief:?}");
+        assert_eq!(fill.max, 0.8);
         assert_eq!(p.before, full.before);
         assert!(
             p.after[0].capacity_max >= 0.9,
@@ -183,7 +206,7 @@ mod tests {
             p.after
         );
         assert_eq!(
-            relieve(&s, &full, "d9").unwrap_err().to_string(),
+            narrow(&s, &full, Some("d9"), None).unwrap_err().to_string(),
             "device \"d9\": not in the snapshot; narrow a plan with the snapshot it was made from"
         );
     }
@@ -202,7 +225,7 @@ mod tests {
             ],
             ..Plan::default()
         };
-        let relief = relieve(&s, &hand, "d1").unwrap();
+        let relief = narrow(&s, &hand, Some("d1"), None).unwrap();
         let kept: Vec<(&str, &[usize])> = relief
             .plan
             .moves
@@ -211,7 +234,17 @@ mod tests {
             .collect();
         assert_eq!(kept, [("y", &[][..]), ("a", &[0][..])]);
         assert_eq!(relief.plan.moves[1].to_used_fraction, 0.65);
-        assert_eq!(relief.used_after, 0.6);
+        assert_eq!(relief.device_fill.unwrap().after, 0.6);
+
+        // At most one move: the first of the kept ones, its figures with it.
+        let one = narrow(&s, &hand, Some("d1"), Some(1)).unwrap();
+        assert_eq!(one.plan.moves.len(), 1);
+        assert_eq!(one.plan.moves[0].lun, "y");
+        assert_eq!(one.device_fill.unwrap().after, 0.9, "d1 not relieved yet");
+        let all = narrow(&s, &hand, None, Some(2)).unwrap();
+        let luns: Vec<&str> = all.plan.moves.iter().map(|m| m.lun.as_str()).collect();
+        assert_eq!(luns, ["c", "y"]);
+        assert!(all.device_fill.is_none());
     }
 
     fn step(lun: &str, from: &str, to: &str, after: Vec<usize>) -> Move {

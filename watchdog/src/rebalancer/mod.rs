@@ -8,7 +8,8 @@
 //! * `planner`: the passes (thresholds first, then the balance band).
 //! * `order`: which moves must wait for which, so none overfills a device.
 //! * [`plan`]: the output, with an explanation for each move.
-//! * `focus`: a plan narrowed to the moves off one device ([`relieve`]).
+//! * `focus`: a plan narrowed to the moves off one device, or to its
+//!   first moves ([`narrow`]).
 //!
 //! What a plan promises:
 //! * Run one at a time in plan order, or side by side as their `after`
@@ -28,7 +29,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use focus::{DeviceRelief, relieve};
+pub use focus::{DeviceFill, Narrowed, narrow};
 pub use plan::{GroupSpread, IdleCandidate, IopsCause, Move, Plan, Reason, Unresolved};
 pub use snapshot::{
     DEFAULT_MAX_CAPACITY_USED, Device, DeviceGroup, DeviceState, Lun, Snapshot, Thresholds,

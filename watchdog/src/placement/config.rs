@@ -1,0 +1,653 @@
+//! The `[planner]`, `[migration]` and `[storage]` sections of the
+//! watchdog's configuration: how VM and LUN plans are made, carried out,
+//! and how often the capacity and storage loops look; with the value checks
+//! serde cannot express.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::Deserialize;
+
+use crate::{
+    lun_mover::{self, command::CommandMoverConfig, file::FileMoverConfig, lvm::LvmMoverConfig},
+    migration::{self, command::CommandTemplates, libvirt::LibvirtSettings},
+    planner::{self, ClusterSnapshot, Constraints, PlannerSettings},
+    rebalancer::{self, DeviceGroup, Snapshot, Thresholds},
+};
+
+/// `[planner]`: VM placement and the capacity loop.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlannerConfig {
+    /// Which percentile of a usage window stands for the usage (0 < p <= 1);
+    /// 0.9 over ten or more samples ignores any single spike.
+    pub percentile: f64,
+    /// Host utilization (busy cores / cores) above which a host is
+    /// overloaded and rebalancing moves VMs off it (0 < x <= 1).
+    pub cpu_threshold: f64,
+    /// Rebalancing aims for a standard deviation of host utilization at or
+    /// below this (0.05: hosts within about five points of each other).
+    pub spread_target: f64,
+    /// Most migrations in one rebalance plan (failover plans are never
+    /// limited); 0: no limit.
+    pub max_migrations: usize,
+    /// Seconds between two runs of the capacity loop (a rebalance of the
+    /// whole cluster, carried out only with [migration] execute_rebalance);
+    /// 0 turns the loop off.
+    pub interval_seconds: f64,
+    /// Plans kept for the API and the status page (VM and LUN plans
+    /// together); the oldest goes first.
+    pub history: usize,
+    /// Rules every plan honours: anti-affinity groups, pins, unmovable VMs,
+    /// tenant reservations, headroom, vCPU allocation ratio. Rules naming
+    /// VMs or hosts not in the cluster are left out of a plan (and noted).
+    pub constraints: Constraints,
+}
+
+/// Default of `max_migrations`: a plan's work stays bounded (at 2 per
+/// source and 8 in flight, 20 take a few rounds of a few minutes).
+pub const DEFAULT_MAX_MIGRATIONS: usize = 20;
+/// Default of `interval_seconds`: a minute, so a host overloaded for the
+/// policies' five minutes has been seen by several capacity checks.
+pub const DEFAULT_CAPACITY_INTERVAL_SECONDS: f64 = 60.0;
+/// Default of `history`: about a day of plans at one an hour, and a page
+/// the status page shows quickly.
+pub const DEFAULT_HISTORY: usize = 100;
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        let s = PlannerSettings::default();
+        Self {
+            percentile: s.percentile,
+            cpu_threshold: s.cpu_threshold,
+            spread_target: s.spread_target,
+            max_migrations: DEFAULT_MAX_MIGRATIONS,
+            interval_seconds: DEFAULT_CAPACITY_INTERVAL_SECONDS,
+            history: DEFAULT_HISTORY,
+            constraints: Constraints::default(),
+        }
+    }
+}
+
+impl PlannerConfig {
+    /// The pure planner's settings.
+    pub fn settings(&self) -> PlannerSettings {
+        PlannerSettings {
+            percentile: self.percentile,
+            cpu_threshold: self.cpu_threshold,
+            spread_target: self.spread_target,
+            max_migrations: (self.max_migrations > 0).then_some(self.max_migrations),
+        }
+    }
+}
+
+/// How VMs are moved between hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActuatorKind {
+    /// Not at all: failover and rebalance steps are "not available".
+    None,
+    /// Through the hosts' agents (`vm-migrate-out`/`vm-migrate-in`).
+    Agent,
+    /// qemu's QMP sockets, per VM in [migration.qemu.vms].
+    Qemu,
+    /// `virsh`, per [migration.libvirt].
+    Libvirt,
+    /// Command templates in [migration.command].
+    Command,
+    /// In memory only (demo): nothing real moves.
+    Simulated,
+}
+
+impl ActuatorKind {
+    /// The name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Agent => "agent",
+            Self::Qemu => "qemu",
+            Self::Libvirt => "libvirt",
+            Self::Command => "command",
+            Self::Simulated => "simulated",
+        }
+    }
+}
+
+/// `[migration]`: the executor of VM plans and its actuator.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationConfig {
+    /// How VMs move: "agent", "qemu", "libvirt", "command", "simulated",
+    /// or "none".
+    pub actuator: ActuatorKind,
+    /// Carry rebalance plans out (the capacity loop's and steps that do not
+    /// ask either way). Off: they are recorded as dry runs. Failover plans
+    /// always run.
+    pub execute_rebalance: bool,
+    /// Most migrations in flight in the cluster at once.
+    pub max_concurrent: usize,
+    /// Most migrations in flight out of one host.
+    pub max_per_source: usize,
+    /// Most migrations in flight into one host.
+    pub max_per_destination: usize,
+    /// Bound on copying one VM, seconds.
+    pub migration_timeout_seconds: u64,
+    /// Bound on the destination reporting the VM running, seconds.
+    pub confirm_timeout_seconds: u64,
+    /// Bound on releasing the source copy or undoing a migration, seconds.
+    pub cleanup_timeout_seconds: u64,
+    /// Pause between two asks whether the destination runs the VM, ms.
+    pub confirm_poll_ms: u64,
+    /// The qemu actuator's sockets per VM.
+    pub qemu: QemuConfig,
+    /// The libvirt actuator's virsh and connection URI.
+    pub libvirt: LibvirtSettings,
+    /// The command actuator's templates; required with actuator "command".
+    pub command: Option<CommandTemplates>,
+    /// The simulated actuator's copy time.
+    pub simulated: SimulatedActuatorConfig,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        let e = migration::ExecutorConfig::default();
+        Self {
+            actuator: ActuatorKind::Agent,
+            execute_rebalance: e.execute_rebalance,
+            max_concurrent: e.max_concurrent,
+            max_per_source: e.max_per_source,
+            max_per_destination: e.max_per_destination,
+            migration_timeout_seconds: e.migration_timeout_secs,
+            confirm_timeout_seconds: e.confirm_timeout_secs,
+            cleanup_timeout_seconds: e.cleanup_timeout_secs,
+            confirm_poll_ms: e.confirm_poll_ms,
+            qemu: QemuConfig::default(),
+            libvirt: LibvirtSettings::default(),
+            command: None,
+            simulated: SimulatedActuatorConfig::default(),
+        }
+    }
+}
+
+impl MigrationConfig {
+    /// The executor's configuration, executing rebalances when `execute`.
+    pub fn executor(&self, execute: bool) -> migration::ExecutorConfig {
+        migration::ExecutorConfig {
+            max_concurrent: self.max_concurrent,
+            max_per_source: self.max_per_source,
+            max_per_destination: self.max_per_destination,
+            migration_timeout_secs: self.migration_timeout_seconds,
+            confirm_timeout_secs: self.confirm_timeout_seconds,
+            cleanup_timeout_secs: self.cleanup_timeout_seconds,
+            confirm_poll_ms: self.confirm_poll_ms,
+            execute_rebalance: execute,
+        }
+    }
+}
+
+/// `[migration.qemu]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuConfig {
+    /// Per VM name: where its two qemu processes listen.
+    #[serde(default)]
+    pub vms: BTreeMap<String, QemuVm>,
+}
+
+/// `[migration.qemu.vms.NAME]`: one VM's sockets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuVm {
+    /// QMP socket of the running (source) qemu.
+    pub source_qmp: PathBuf,
+    /// QMP socket of the destination qemu, started with `-incoming`.
+    pub destination_qmp: PathBuf,
+    /// The destination's `-incoming` address (`tcp:HOST:PORT`, `unix:PATH`).
+    pub migrate_uri: String,
+}
+
+/// `[migration.simulated]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatedActuatorConfig {
+    /// Seconds one simulated migration takes.
+    pub transfer_seconds: f64,
+}
+
+impl Default for SimulatedActuatorConfig {
+    fn default() -> Self {
+        // A second: long enough to watch in the demo, short for tests.
+        Self {
+            transfer_seconds: 1.0,
+        }
+    }
+}
+
+/// How LUNs are moved between devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoverKind {
+    /// Not at all: move-luns steps are "not available".
+    None,
+    /// Through the hosts' agents (`lun-migrate-out`/`lun-migrate-in`).
+    Agent,
+    /// Image files between directory pools, per [storage.file].
+    File,
+    /// `pvmove` between physical volumes, per [storage.lvm].
+    Lvm,
+    /// A command template, per [storage.command].
+    Command,
+    /// In memory only (demo): nothing real moves.
+    Simulated,
+}
+
+impl MoverKind {
+    /// The name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Agent => "agent",
+            Self::File => "file",
+            Self::Lvm => "lvm",
+            Self::Command => "command",
+            Self::Simulated => "simulated",
+        }
+    }
+}
+
+/// `[storage]`: LUN plans, their executor and mover, and the storage loop.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// How LUNs move: "agent", "file", "lvm", "command", "simulated", or
+    /// "none".
+    pub mover: MoverKind,
+    /// Only record what LUN plans would do (the storage loop's and steps
+    /// that do not ask either way). On by default: an operator turns moving
+    /// data on.
+    pub dry_run: bool,
+    /// Directory of the journals of LUN moves in flight; it must survive
+    /// restarts. Interrupted moves found there are settled at start.
+    pub state_dir: PathBuf,
+    /// Moves at once touching one device, as source or destination.
+    pub per_device: usize,
+    /// Moves at once in all.
+    pub parallel: usize,
+    /// Longest a LUN move may run before it is cancelled and rolled back,
+    /// seconds.
+    pub move_timeout_seconds: u64,
+    /// Most LUN moves in one plan; 0: no limit.
+    pub max_moves: usize,
+    /// Seconds between two runs of the storage loop (a LUN plan for every
+    /// device); 0 turns it off.
+    pub interval_seconds: f64,
+    /// Percentile of the IOPS and latency windows (0 < p <= 1).
+    pub percentile: f64,
+    /// Thresholds of device groups not named in `groups`.
+    pub thresholds: Thresholds,
+    /// Thresholds per device group, by the name agents report.
+    pub groups: BTreeMap<String, Thresholds>,
+    /// The agent mover's settings.
+    pub agent: AgentMoverConfig,
+    /// The file mover's pools and links; required with mover "file". Pool
+    /// names are as the plans name devices: `HOST/POOL`.
+    pub file: Option<FileMoverConfig>,
+    /// The LVM mover's settings.
+    pub lvm: LvmMoverConfig,
+    /// The command mover's templates; required with mover "command".
+    pub command: Option<CommandMoverConfig>,
+    /// The simulated mover's copy rate.
+    pub simulated: SimulatedMoverConfig,
+}
+
+/// Default of `max_moves`: a plan's copying stays bounded.
+pub const DEFAULT_MAX_MOVES: usize = 20;
+/// Default of `interval_seconds`: device fill changes slowly; five
+/// minutes is well inside the shipped storage policy's ten.
+pub const DEFAULT_STORAGE_INTERVAL_SECONDS: f64 = 300.0;
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let e = lun_mover::ExecutorConfig::default();
+        Self {
+            mover: MoverKind::Agent,
+            dry_run: e.dry_run,
+            state_dir: e.state_dir,
+            per_device: e.per_device,
+            parallel: e.parallel,
+            move_timeout_seconds: e.move_timeout_seconds,
+            max_moves: DEFAULT_MAX_MOVES,
+            interval_seconds: DEFAULT_STORAGE_INTERVAL_SECONDS,
+            percentile: PlannerSettings::default().percentile,
+            thresholds: Thresholds::default(),
+            groups: BTreeMap::new(),
+            agent: AgentMoverConfig::default(),
+            file: None,
+            lvm: LvmMoverConfig::default(),
+            command: None,
+            simulated: SimulatedMoverConfig::default(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The LUN executor's configuration, moving data when `execute`.
+    pub fn executor(&self, execute: bool) -> lun_mover::ExecutorConfig {
+        lun_mover::ExecutorConfig {
+            state_dir: self.state_dir.clone(),
+            dry_run: !execute,
+            per_device: self.per_device,
+            parallel: self.parallel,
+            move_timeout_seconds: self.move_timeout_seconds,
+        }
+    }
+}
+
+/// `[storage.agent]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentMoverConfig {
+    /// Bound on the destination's inventory showing a copy served after it
+    /// answered, seconds.
+    pub confirm_timeout_seconds: f64,
+}
+
+impl Default for AgentMoverConfig {
+    fn default() -> Self {
+        Self {
+            confirm_timeout_seconds: lun_mover::agent::DEFAULT_CONFIRM_TIMEOUT.as_secs_f64(),
+        }
+    }
+}
+
+/// `[storage.simulated]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatedMoverConfig {
+    /// Bytes a simulated copy moves per second.
+    pub bytes_per_second: u64,
+}
+
+impl Default for SimulatedMoverConfig {
+    fn default() -> Self {
+        // 1 GiB/s: a 10 GbE link, roughly.
+        Self {
+            bytes_per_second: 1 << 30,
+        }
+    }
+}
+
+/// A value that does not check: the section, the field, and why.
+#[derive(Debug, PartialEq)]
+pub struct Invalid {
+    pub section: &'static str,
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid<T>(section: &'static str, field: &'static str, message: String) -> Result<T, Invalid> {
+    Err(Invalid {
+        section,
+        field,
+        message,
+    })
+}
+
+fn seconds(section: &'static str, field: &'static str, value: f64) -> Result<(), Invalid> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        invalid(
+            section,
+            field,
+            format!("must be a number of seconds >= 0 (0 turns it off), not {value}"),
+        )
+    }
+}
+
+fn at_least_one(section: &'static str, fields: &[(&'static str, u64)]) -> Result<(), Invalid> {
+    match fields.iter().find(|(_, v)| *v == 0) {
+        Some((field, _)) => invalid(section, field, "must be at least 1".into()),
+        None => Ok(()),
+    }
+}
+
+/// Checks the three sections.
+pub fn check(
+    planner: &PlannerConfig,
+    migration: &MigrationConfig,
+    storage: &StorageConfig,
+) -> Result<(), Invalid> {
+    check_planner(planner)?;
+    check_migration(migration)?;
+    check_storage(storage)
+}
+
+fn check_planner(p: &PlannerConfig) -> Result<(), Invalid> {
+    seconds("planner", "interval_seconds", p.interval_seconds)?;
+    at_least_one("planner", &[("history", p.history as u64)])?;
+    // The planner's own checks, on an empty cluster with the constraints
+    // that name nothing (those that do are checked per plan).
+    let probe = ClusterSnapshot {
+        constraints: Constraints {
+            headroom: p.constraints.headroom,
+            cpu_allocation_ratio: p.constraints.cpu_allocation_ratio,
+            ..Constraints::default()
+        },
+        ..ClusterSnapshot::default()
+    };
+    if let Err(e) = planner::rebalance(&probe, &p.settings()) {
+        let field = match e.to_string() {
+            m if m.contains("percentile") => "percentile",
+            m if m.contains("cpu_threshold") => "cpu_threshold",
+            m if m.contains("spread_target") => "spread_target",
+            _ => "constraints",
+        };
+        return invalid("planner", field, e.to_string());
+    }
+    for r in &p.constraints.reservations {
+        if !(r.cpu_cores.is_finite() && r.cpu_cores >= 0.0) {
+            return invalid(
+                "planner",
+                "constraints",
+                format!(
+                    "reservation of tenant {} on {}: cpu_cores must be a number >= 0, not {}",
+                    r.tenant, r.host, r.cpu_cores
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_migration(m: &MigrationConfig) -> Result<(), Invalid> {
+    at_least_one(
+        "migration",
+        &[
+            ("max_concurrent", m.max_concurrent as u64),
+            ("max_per_source", m.max_per_source as u64),
+            ("max_per_destination", m.max_per_destination as u64),
+            ("migration_timeout_seconds", m.migration_timeout_seconds),
+            ("confirm_timeout_seconds", m.confirm_timeout_seconds),
+            ("cleanup_timeout_seconds", m.cleanup_timeout_seconds),
+            ("confirm_poll_ms", m.confirm_poll_ms),
+        ],
+    )?;
+    if m.actuator == ActuatorKind::Command && m.command.is_none() {
+        return invalid(
+            "migration",
+            "command",
+            "actuator = \"command\" needs a [migration.command] table with migrate, confirm and abort templates".into(),
+        );
+    }
+    if m.actuator == ActuatorKind::Qemu && m.qemu.vms.is_empty() {
+        return invalid(
+            "migration",
+            "qemu",
+            "actuator = \"qemu\" needs [migration.qemu.vms.NAME] with each VM's sockets".into(),
+        );
+    }
+    let t = m.simulated.transfer_seconds;
+    if !(t.is_finite() && t >= 0.0) {
+        return invalid(
+            "migration",
+            "simulated",
+            format!("transfer_seconds must be a number >= 0, not {t}"),
+        );
+    }
+    Ok(())
+}
+
+fn check_storage(s: &StorageConfig) -> Result<(), Invalid> {
+    seconds("storage", "interval_seconds", s.interval_seconds)?;
+    at_least_one(
+        "storage",
+        &[
+            ("per_device", s.per_device as u64),
+            ("parallel", s.parallel as u64),
+            ("move_timeout_seconds", s.move_timeout_seconds),
+        ],
+    )?;
+    if !(s.percentile > 0.0 && s.percentile <= 1.0) {
+        return invalid(
+            "storage",
+            "percentile",
+            format!("must be in (0, 1], not {}", s.percentile),
+        );
+    }
+    if s.state_dir.as_os_str().is_empty() {
+        return invalid("storage", "state_dir", "names no directory".into());
+    }
+    // The rebalancer's own checks of each group's thresholds.
+    let groups = std::iter::once(("thresholds", "(default)", &s.thresholds))
+        .chain(s.groups.iter().map(|(n, t)| ("groups", n.as_str(), t)));
+    for (field, name, thresholds) in groups {
+        let probe = Snapshot {
+            groups: vec![DeviceGroup {
+                name: name.to_owned(),
+                thresholds: thresholds.clone(),
+            }],
+            ..Snapshot::default()
+        };
+        if let Err(e) = rebalancer::plan(&probe) {
+            return invalid("storage", field, e.to_string());
+        }
+    }
+    let c = s.agent.confirm_timeout_seconds;
+    if !(c.is_finite() && c > 0.0) {
+        return invalid(
+            "storage",
+            "agent",
+            format!("confirm_timeout_seconds must be above 0, not {c}"),
+        );
+    }
+    if s.simulated.bytes_per_second == 0 {
+        return invalid(
+            "storage",
+            "simulated",
+            "bytes_per_second must be at least 1".into(),
+        );
+    }
+    match (s.mover, &s.file, &s.command) {
+        (MoverKind::File, None, _) => invalid(
+            "storage",
+            "file",
+            "mover = \"file\" needs a [storage.file] table with pools and links".into(),
+        ),
+        (MoverKind::Command, _, None) => invalid(
+            "storage",
+            "command",
+            "mover = \"command\" needs a [storage.command] table with a run template".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planner(text: &str) -> PlannerConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_check_and_match_the_libraries() {
+        let (p, m, s) = (
+            PlannerConfig::default(),
+            MigrationConfig::default(),
+            StorageConfig::default(),
+        );
+        check(&p, &m, &s).unwrap();
+        assert_eq!(p.settings().max_migrations, Some(DEFAULT_MAX_MIGRATIONS));
+        assert!(!m.execute_rebalance, "rebalancing is a dry run by default");
+        assert!(s.dry_run, "LUN moves are a dry run by default");
+        assert_eq!(m.executor(true).max_per_source, 2);
+        assert!(m.executor(true).execute_rebalance);
+        assert!(s.executor(false).dry_run);
+        assert!(!s.executor(true).dry_run);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let p = planner("percentile = 1.5\n");
+        let e = check_planner(&p).unwrap_err();
+        assert_eq!((e.section, e.field), ("planner", "percentile"), "{e:?}");
+        let p = planner("[constraints.headroom]\ncpu_fraction = 1.2\nmemory_fraction = 0.0\n");
+        let e = check_planner(&p).unwrap_err();
+        assert_eq!(e.field, "constraints", "{e:?}");
+        assert!(e.message.contains("cpu_fraction"), "{e:?}");
+        let s: StorageConfig = toml::from_str("[groups.fast]\nmax_capacity_used = 0.0\n").unwrap();
+        let e = check_storage(&s).unwrap_err();
+        assert_eq!(e.field, "groups");
+        assert!(
+            e.message.contains("fast") && e.message.contains("max_capacity_used"),
+            "{e:?}"
+        );
+        let s: StorageConfig = toml::from_str("mover = \"file\"\n").unwrap();
+        assert_eq!(check_storage(&s).unwrap_err().field, "file");
+        let m: MigrationConfig = toml::from_str("actuator = \"command\"\n").unwrap();
+        assert_eq!(check_migration(&m).unwrap_err().field, "command");
+        let m: MigrationConfig = toml::from_str("max_per_source = 0\n").unwrap();
+        assert_eq!(check_migration(&m).unwrap_err().field, "max_per_source");
+    }
+
+    #[test]
+    fn constraints_and_actuator_settings_parse() {
+        let p = planner(
+            r#"
+cpu_threshold = 0.7
+[constraints]
+pinned = { "db-1" = "hv-1" }
+unmovable = { "gpu-1" = "GPU passed through" }
+[[constraints.anti_affinity]]
+name = "web"
+vms = ["web-1", "web-2"]
+[[constraints.reservations]]
+tenant = "shop"
+host = "hv-2"
+cpu_cores = 4.0
+memory_bytes = 8589934592
+"#,
+        );
+        check_planner(&p).unwrap();
+        assert_eq!(p.settings().cpu_threshold, 0.7);
+        assert_eq!(p.constraints.anti_affinity[0].vms.len(), 2);
+        let m: MigrationConfig = toml::from_str(
+            r#"
+actuator = "qemu"
+[qemu.vms.web-1]
+source_qmp = "/run/qemu/web-1.qmp"
+destination_qmp = "/run/qemu/web-1-in.qmp"
+migrate_uri = "tcp:10.0.0.2:4444"
+"#,
+        )
+        .unwrap();
+        check_migration(&m).unwrap();
+        assert!(
+            toml::from_str::<MigrationConfig>("actuator = \"ssh\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variant `ssh`")
+        );
+    }
+}
