@@ -1,5 +1,5 @@
 //! hyperwatch: the watchdog's command line. Parses flags and hands over to
-//! the library's subcommands (serve, certs, policy, notify, loadgen).
+//! the library's subcommands (serve, certs, policy, notify, plan, loadgen).
 
 use std::process::ExitCode;
 
@@ -30,6 +30,9 @@ enum Command {
     /// Notification channels: send a test message through one.
     #[command(subcommand)]
     Notify(cli::notify::NotifyCommand),
+    /// Ask the watchdog for a VM or LUN plan; show it or carry it out.
+    #[command(subcommand)]
+    Plan(cli::plan::PlanCommand),
     /// Simulated agents for the ingest benchmark.
     #[command(hide = true)]
     Loadgen(cli::loadgen::LoadgenArgs),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Some(Command::Certs(c)) => cli::certs::run(c),
         Some(Command::Policy(c)) => cli::policy::run(c),
         Some(Command::Notify(c)) => cli::notify::run(c),
+        Some(Command::Plan(c)) => cli::plan::run(c),
         Some(Command::Loadgen(args)) => cli::loadgen::run(args, &cli.log_level),
     }
 }

@@ -5,10 +5,12 @@
 //! * [`policy`]: check policy files and run their virtual-time tests.
 //! * [`notify`]: send a test message through a channel (and the hidden drill).
 //! * [`loadgen`]: many simulated agents, for `cargo xtask bench ingest`.
+//! * [`plan`]: ask the watchdog for a rebalance, failover or LUN plan.
 
 pub mod certs;
 pub mod loadgen;
 pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod serve;
 

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use crate::{config, service::Watchdog};
+use crate::{config, placement, service::Watchdog};
 
 /// Flags of `hyperwatch serve`.
 #[derive(clap::Args, Debug)]
@@ -59,13 +59,19 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let watchdog = Watchdog::bind(config).await?;
+        let mut watchdog = Watchdog::bind(config.clone()).await?;
+        // VM and LUN placement: policy steps, the capacity and storage
+        // loops, the plans API. The policy runtime takes `placement` as
+        // its planner.
+        let placement = placement::attach(&config, &mut watchdog);
         // Tests and operators read where it listens from these lines.
         println!(
             "hyperwatch: cluster {} stream at {} api at http://{}/",
             watchdog.cluster, watchdog.stream_addr, watchdog.http_addr
         );
-        watchdog.run(super::shutdown_signal()).await
+        let served = watchdog.run(super::shutdown_signal()).await;
+        placement.stop();
+        served
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

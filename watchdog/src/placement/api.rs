@@ -75,7 +75,7 @@ async fn create(State(s): State<PlacementService>, body: axum::body::Bytes) -> R
         execute: Some(body.execute),
     };
     let answer = if body.execute {
-        s.execute(order).map(|r| (StatusCode::ACCEPTED, r))
+        s.execute(order).await.map(|r| (StatusCode::ACCEPTED, r))
     } else {
         s.dry_run(order).map(|r| (StatusCode::CREATED, r))
     };

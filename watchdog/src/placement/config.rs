@@ -34,6 +34,14 @@ pub struct PlannerConfig {
     /// whole cluster, carried out only with [migration] execute_rebalance);
     /// 0 turns the loop off.
     pub interval_seconds: f64,
+    /// The capacity loop plans only once every connected hypervisor has
+    /// sent this many telemetry summaries: a percentile of fewer samples
+    /// lets one spike decide.
+    pub min_samples: u64,
+    /// After the capacity loop carried a plan out, it waits this long
+    /// before planning again, so that the usage windows it reads hold the
+    /// hosts' load after the moves rather than before.
+    pub settle_seconds: f64,
     /// Plans kept for the API and the status page (VM and LUN plans
     /// together); the oldest goes first.
     pub history: usize,
@@ -49,6 +57,12 @@ pub const DEFAULT_MAX_MIGRATIONS: usize = 20;
 /// Default of `interval_seconds`: a minute, so a host overloaded for the
 /// policies' five minutes has been seen by several capacity checks.
 pub const DEFAULT_CAPACITY_INTERVAL_SECONDS: f64 = 60.0;
+/// Default of `min_samples` (VM and LUN loops): the planner's 0.9
+/// percentile ignores any single spike from ten samples on.
+pub const DEFAULT_MIN_SAMPLES: u64 = 10;
+/// Default of `settle_seconds` (VM and LUN loops): the usage window holds
+/// 60 summaries, ten minutes at the agents' default 10 s telemetry.
+pub const DEFAULT_SETTLE_SECONDS: f64 = 600.0;
 /// Default of `history`: about a day of plans at one an hour, and a page
 /// the status page shows quickly.
 pub const DEFAULT_HISTORY: usize = 100;
@@ -62,6 +76,8 @@ impl Default for PlannerConfig {
             spread_target: s.spread_target,
             max_migrations: DEFAULT_MAX_MIGRATIONS,
             interval_seconds: DEFAULT_CAPACITY_INTERVAL_SECONDS,
+            min_samples: DEFAULT_MIN_SAMPLES,
+            settle_seconds: DEFAULT_SETTLE_SECONDS,
             history: DEFAULT_HISTORY,
             constraints: Constraints::default(),
         }
@@ -280,6 +296,13 @@ pub struct StorageConfig {
     /// Seconds between two runs of the storage loop (a LUN plan for every
     /// device); 0 turns it off.
     pub interval_seconds: f64,
+    /// The storage loop plans only once every connected host with storage
+    /// devices has sent this many telemetry summaries.
+    pub min_samples: u64,
+    /// After the storage loop carried a plan out, it waits this long before
+    /// planning again, so that the IOPS and latency windows it reads hold
+    /// the devices' load after the moves.
+    pub settle_seconds: f64,
     /// Percentile of the IOPS and latency windows (0 < p <= 1).
     pub percentile: f64,
     /// Thresholds of device groups not named in `groups`.
@@ -317,6 +340,8 @@ impl Default for StorageConfig {
             move_timeout_seconds: e.move_timeout_seconds,
             max_moves: DEFAULT_MAX_MOVES,
             interval_seconds: DEFAULT_STORAGE_INTERVAL_SECONDS,
+            min_samples: DEFAULT_MIN_SAMPLES,
+            settle_seconds: DEFAULT_SETTLE_SECONDS,
             percentile: PlannerSettings::default().percentile,
             thresholds: Thresholds::default(),
             groups: BTreeMap::new(),
@@ -424,6 +449,7 @@ pub fn check(
 
 fn check_planner(p: &PlannerConfig) -> Result<(), Invalid> {
     seconds("planner", "interval_seconds", p.interval_seconds)?;
+    seconds("planner", "settle_seconds", p.settle_seconds)?;
     at_least_one("planner", &[("history", p.history as u64)])?;
     // The planner's own checks, on an empty cluster with the constraints
     // that name nothing (those that do are checked per plan).
@@ -499,6 +525,7 @@ fn check_migration(m: &MigrationConfig) -> Result<(), Invalid> {
 
 fn check_storage(s: &StorageConfig) -> Result<(), Invalid> {
     seconds("storage", "interval_seconds", s.interval_seconds)?;
+    seconds("storage", "settle_seconds", s.settle_seconds)?;
     at_least_one(
         "storage",
         &[

@@ -38,7 +38,10 @@ pub mod progress;
 pub mod step;
 pub mod vm_plans;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use hyperwatch_policies::{
     planner::{NotAvailable, PlanRequest, Planner},
@@ -66,6 +69,10 @@ use crate::{
     service::Watchdog,
     status::{LunSummary, StorageSummary},
 };
+
+/// How long an operator's execution waits for its lane: a loop's dry run
+/// holds it for milliseconds, an execution for minutes.
+const LANE_WAIT: Duration = Duration::from_secs(2);
 
 /// The placement service; clones share it.
 #[derive(Clone)]
@@ -240,10 +247,11 @@ impl PlacementService {
     }
 
     /// Makes, records and starts carrying out a plan; returns its record as
-    /// it starts. Refused while a plan of the same lane runs.
-    pub fn execute(&self, mut order: PlanOrder) -> Result<PlanRecord, Refusal> {
+    /// it starts. Refused while a plan of the same lane is carried out.
+    pub async fn execute(&self, mut order: PlanOrder) -> Result<PlanRecord, Refusal> {
         order.execute = Some(true);
-        let lane = self.lane(order.kind).clone().try_lock_owned().map_err(|_| {
+        let lane = self.lane(order.kind).clone().lock_owned();
+        let lane = tokio::time::timeout(LANE_WAIT, lane).await.map_err(|_| {
             Refusal::Conflict(format!(
                 "another {} plan is being carried out; try again when it has ended (GET /api/v1/plans)",
                 if order.kind == Kind::MoveLuns { "LUN" } else { "VM" }

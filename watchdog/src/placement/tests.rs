@@ -336,10 +336,10 @@ async fn an_operator_execution_is_refused_while_another_plan_runs() {
         execute: None,
     };
     let held = lab.service.lane(Kind::Rebalance).clone().lock_owned().await;
-    let busy = lab.service.execute(order.clone()).unwrap_err();
+    let busy = lab.service.execute(order.clone()).await.unwrap_err();
     assert!(matches!(busy, Refusal::Conflict(_)), "{busy:?}");
     drop(held);
-    let started = lab.service.execute(order).unwrap();
+    let started = lab.service.execute(order).await.unwrap();
     assert_eq!(started.state, PlanState::Running);
     let id = started.id.clone();
     for _ in 0..200 {
