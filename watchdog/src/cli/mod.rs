@@ -7,6 +7,7 @@
 //! * [`loadgen`]: many simulated agents, for `cargo xtask bench ingest`.
 //! * [`ack`], [`silence`], [`maintenance`]: the operators' incident
 //!   commands, through the watchdog's API ([`api_client`]).
+//! * [`plan`]: ask the watchdog for a rebalance, failover or LUN plan.
 
 pub mod ack;
 pub mod api_client;
@@ -14,6 +15,7 @@ pub mod certs;
 pub mod loadgen;
 pub mod maintenance;
 pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod serve;
 pub mod silence;
