@@ -84,7 +84,7 @@ fn main() {
                 },
                 Sample {
                     target: dev,
-                    metric: "io_latency_seconds".into(),
+                    metric: "io_latency_mean_seconds".into(),
                     value: 0.004,
                 },
             ];

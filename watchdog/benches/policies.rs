@@ -75,7 +75,9 @@ fn main() -> anyhow::Result<()> {
     );
     let mut engine = Engine::new(set);
     let mut decisions: Vec<Decision> = Vec::new();
-    let mut feed = |engine: &mut Engine, at: u64, kind: InputKind| {
+    // The decisions are kept (and counted) between feeds; a closure
+    // holding them borrowed would keep them from being read in between.
+    let feed = |engine: &mut Engine, decisions: &mut Vec<Decision>, at: u64, kind: InputKind| {
         let d = engine
             .handle(Input {
                 at: Timestamp(at),
@@ -95,13 +97,13 @@ fn main() -> anyhow::Result<()> {
             .into(),
             ..TargetInfo::bare(TargetRef::host(&format!("hv{h}")))
         };
-        feed(&mut engine, 0, InputKind::Target(host));
+        feed(&mut engine, &mut decisions, 0, InputKind::Target(host));
         for t in [
             format!("service:hv{h}/nginx"),
             format!("storage-device:hv{h}/nvme0"),
         ] {
             let info = TargetInfo::bare(t.parse()?);
-            feed(&mut engine, 0, InputKind::Target(info));
+            feed(&mut engine, &mut decisions, 0, InputKind::Target(info));
         }
     }
     println!(
@@ -124,13 +126,22 @@ fn main() -> anyhow::Result<()> {
             sample(&host, "cpu_busy_ratio", 0.4),
             sample(&host, "memory_used_ratio", 0.5),
             sample(&dev, "storage_used_ratio", 0.6),
-            sample(&dev, "io_latency_seconds", 0.004),
+            sample(&dev, "io_latency_mean_seconds", 0.004),
         ];
         let t = Instant::now();
-        feed(&mut engine, 10_000, InputKind::Samples(samples));
+        feed(
+            &mut engine,
+            &mut decisions,
+            10_000,
+            InputKind::Samples(samples),
+        );
         costs.push(t.elapsed());
     }
-    report("telemetry", "telemetry summaries (4 samples each)", &mut costs);
+    report(
+        "telemetry",
+        "telemetry summaries (4 samples each)",
+        &mut costs,
+    );
 
     // eBPF: available everywhere but on one host in ten, which fire after
     // the policy's minute.
@@ -142,6 +153,7 @@ fn main() -> anyhow::Result<()> {
         };
         feed(
             &mut engine,
+            &mut decisions,
             20_000,
             InputKind::State {
                 target: TargetRef::host(&format!("hv{h}")),
@@ -164,6 +176,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         feed(
             &mut engine,
+            &mut decisions,
             at,
             InputKind::HostState {
                 host: format!("hv{h}"),

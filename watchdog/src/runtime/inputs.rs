@@ -33,7 +33,7 @@ pub const STORAGE_USED_RATIO: &str = "storage_used_ratio";
 /// Storage device IO latency, seconds: the mean time per IO over the
 /// telemetry interval, as the agent measures it from /proc/diskstats
 /// (`DeviceUsage.io_latency_seconds`), not a percentile.
-pub const IO_LATENCY_SECONDS: &str = "io_latency_seconds";
+pub const IO_LATENCY_MEAN_SECONDS: &str = "io_latency_mean_seconds";
 /// The capability an agent with loaded eBPF programs announces.
 const EBPF_CAPABILITY: &str = "ebpf";
 /// The capability of an agent without eBPF by design.
@@ -247,7 +247,7 @@ impl InputMapper {
             if let Some(latency) = d.io_latency_seconds.filter(|l| l.is_finite() && *l >= 0.0) {
                 samples.push(Sample {
                     target,
-                    metric: IO_LATENCY_SECONDS.into(),
+                    metric: IO_LATENCY_MEAN_SECONDS.into(),
                     value: latency,
                 });
             }
@@ -424,7 +424,7 @@ mod tests {
                 ("host:hv1".to_owned(), CPU_BUSY_RATIO, 0.25),
                 ("host:hv1".to_owned(), MEMORY_USED_RATIO, 0.75),
                 (nvme0.clone(), STORAGE_USED_RATIO, 0.95),
-                (nvme0, IO_LATENCY_SECONDS, 0.012),
+                (nvme0, IO_LATENCY_MEAN_SECONDS, 0.012),
             ]
         );
         // No IO in the interval: no latency; the fill still counts.
@@ -436,7 +436,10 @@ mod tests {
             panic!("no samples")
         };
         assert_eq!(s.len(), 1);
-        assert_eq!((s[0].metric.as_str(), s[0].value), (STORAGE_USED_RATIO, 0.5));
+        assert_eq!(
+            (s[0].metric.as_str(), s[0].value),
+            (STORAGE_USED_RATIO, 0.5)
+        );
         assert!(m.telemetry("hv1", &v1::Telemetry::default()).is_none());
     }
 

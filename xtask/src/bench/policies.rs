@@ -73,7 +73,10 @@ pub fn run(hosts: usize, baseline: Option<&str>) -> anyhow::Result<()> {
     }
     let before = bench(&src, Some(&base_dir.join("target")), &args("baseline"))?;
     println!();
-    println!("policy engine, {hosts} hosts: baseline {} -> this tree", &rev[..rev.len().min(12)]);
+    println!(
+        "policy engine, {hosts} hosts: baseline {} -> this tree",
+        &rev[..rev.len().min(12)]
+    );
     for (name, after) in &now {
         match before.iter().find(|(n, _)| n == name) {
             Some((_, b)) if *after > 0.0 => println!(
@@ -99,7 +102,10 @@ fn bench(dir: &Path, target: Option<&Path>, args: &[String]) -> anyhow::Result<V
     if let Some(t) = target {
         cmd.env("CARGO_TARGET_DIR", t);
     }
-    eprintln!("xtask: $ cargo bench -p hyperwatch --bench policies (in {})", dir.display());
+    eprintln!(
+        "xtask: $ cargo bench -p hyperwatch --bench policies (in {})",
+        dir.display()
+    );
     let mut child = cmd.spawn().context("cannot run cargo bench")?;
     let mut figures = Vec::new();
     for line in BufReader::new(child.stdout.take().context("bench output")?).lines() {
