@@ -179,13 +179,21 @@ mod tests {
     #[tokio::test]
     async fn a_finished_run_id_is_answered_from_the_record() {
         let (inner, once) = handler(Duration::ZERO);
-        let first = once.handle(command(1, "inc-1/service:hv1/web/run1/step1/try1")).await;
-        let again = once.handle(command(7, "inc-1/service:hv1/web/run1/step1/try1")).await;
+        let first = once
+            .handle(command(1, "inc-1/service:hv1/web/run1/step1/try1"))
+            .await;
+        let again = once
+            .handle(command(7, "inc-1/service:hv1/web/run1/step1/try1"))
+            .await;
         assert_eq!(inner.runs.load(Ordering::SeqCst), 1);
         assert_eq!((first.stdout.as_str(), first.repeated), ("run 1", false));
-        assert_eq!((again.id, again.stdout.as_str(), again.repeated), (7, "run 1", true));
+        assert_eq!(
+            (again.id, again.stdout.as_str(), again.repeated),
+            (7, "run 1", true)
+        );
         // Another attempt is another run id; commands without one always run.
-        once.handle(command(8, "inc-1/service:hv1/web/run1/step1/try2")).await;
+        once.handle(command(8, "inc-1/service:hv1/web/run1/step1/try2"))
+            .await;
         once.handle(command(9, "")).await;
         once.handle(command(10, "")).await;
         assert_eq!(inner.runs.load(Ordering::SeqCst), 4);
@@ -201,7 +209,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let again = once.handle(command(2, "r")).await;
-        assert_eq!((again.id, again.stdout.as_str(), again.repeated), (2, "run 1", true));
+        assert_eq!(
+            (again.id, again.stdout.as_str(), again.repeated),
+            (2, "run 1", true)
+        );
         assert_eq!(first.await.unwrap().stdout, "run 1");
         assert_eq!(inner.runs.load(Ordering::SeqCst), 1);
     }

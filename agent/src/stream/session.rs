@@ -18,8 +18,8 @@ use super::{
     StreamHandle,
     actions::{Allowlist, CommandHandler},
     backoff::Backoff,
-    runs::OncePerRun,
     identity, monotonic_nanos,
+    runs::OncePerRun,
     telemetry::Summariser,
     unix_nanos,
 };
