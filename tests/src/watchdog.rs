@@ -299,6 +299,19 @@ pub fn agent_config(
     )
 }
 
+/// `config` (from [`agent_config`]) turned into an agent that wants eBPF
+/// and fails to load it: its tracefs mount point `missing` does not exist,
+/// so mounting tracefs fails (as without root) and it runs on procfs alone.
+pub fn wanting_ebpf_that_fails(config: &str, missing: &Path) -> String {
+    let off = "[ebpf]\nenabled = false\n";
+    assert!(config.starts_with(off), "not an agent_config: {config}");
+    format!(
+        "[ebpf]\nenabled = true\n\n[paths]\ntracefs = \"{}\"\n{}",
+        missing.display(),
+        &config[off.len()..]
+    )
+}
+
 /// Writes an agent configuration into `dir` and starts the agent with it.
 pub fn start_agent(
     dir: &Path,

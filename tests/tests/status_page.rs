@@ -21,7 +21,10 @@ use hyperwatch::{
 };
 use hyperwatch_tests::{
     process::AgentProcess,
-    watchdog::{WatchdogProcess, start_agent, start_cluster},
+    watchdog::{
+        HEALTHY_WITHIN, WatchdogProcess, agent_config, start_agent, start_cluster,
+        wanting_ebpf_that_fails,
+    },
 };
 use nix::{sys::signal, unistd::Pid};
 use serde_json::Value;
@@ -163,8 +166,18 @@ fn wait_bounded(child: &mut Child, within: Duration) -> anyhow::Result<std::proc
 #[test]
 fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<()> {
     let hosts = ["hv-a", "hv-b", "hv-c"];
-    let (_certs, watchdog, mut agents): (_, WatchdogProcess, Vec<AgentProcess>) =
-        start_cluster(&hosts, "")?;
+    let (certs, watchdog, mut agents): (_, WatchdogProcess, Vec<AgentProcess>) =
+        start_cluster(&hosts[..2], "")?;
+    // hv-c wants eBPF and cannot load it (the others run without it by
+    // design): the shipped ebpf-unavailable policy has an incident to show.
+    certs.agent("hv-c")?;
+    let dir = certs.dir.path();
+    let config = agent_config(&certs, watchdog.stream_addr, "hv-c", "hv-c", "");
+    let config = wanting_ebpf_that_fails(&config, &dir.join("no-tracefs"));
+    agents.push(start_agent(dir, "hv-c", &config)?);
+    watchdog.wait_for("hv-c healthy", HEALTHY_WITHIN, |w| {
+        Ok(w.host("hv-c")?.filter(|v| v["state"] == "healthy"))
+    })?;
     let url = format!("http://{}/", watchdog.http_addr);
     let screenshot = artifact("failed-host.png")?;
     let mut browser = Browser::start(
@@ -175,8 +188,8 @@ fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<(
             &hosts.join(","),
             "--fail",
             "hv-b",
-            // The policy runtime runs the shipped policies: these agents
-            // run without eBPF, so ebpf-unavailable has each one pending.
+            // The policy runtime runs the shipped policies: hv-c wants
+            // eBPF and runs without it, so ebpf-unavailable has it pending.
             "--expect",
             "#incident-body [data-incident]=>ebpf-unavailable",
             // The placement service runs and has made no plan yet.
