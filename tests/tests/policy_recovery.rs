@@ -11,6 +11,10 @@
 //!   recovery: after its restart the incident resumes at the step it was
 //!   on, the step that had completed is not run again, and every
 //!   notification arrives exactly once.
+//! * Killing the watchdog with SIGKILL while the agent runs a step: the
+//!   restarted watchdog sends the step again (same run id) and the agent
+//!   answers with its first run's result instead of running the action a
+//!   second time.
 
 use std::{
     path::Path,
@@ -342,6 +346,104 @@ fn a_watchdog_killed_mid_incident_resumes_the_step_it_was_on() -> anyhow::Result
             .count(),
         1,
         "step 1 decided once: {lines:#?}"
+    );
+    Ok(())
+}
+
+/// One slow step (the agent's `slow-mark` takes [`SLOW_STEP`]); the
+/// service stays down, so recovery fails and the console hears it.
+const SLOW_POLICY: &str = r#"version = 1
+summary = "service {name} on {host} is down"
+
+[target]
+kind = "service"
+
+[when]
+state = "service"
+is = ["exited", "failed"]
+
+[[step]]
+kind = "agent-action"
+action = "slow-mark"
+timeout = "30s"
+verify_within = "1s"
+
+[[escalate]]
+if = "recovery-failed"
+notify = ["console"]
+"#;
+
+/// How long the slow step runs on the agent: long enough for the watchdog
+/// to be killed, restarted and reconnected to while it runs.
+const SLOW_STEP: u32 = 5;
+
+#[test]
+fn a_step_sent_again_after_a_watchdog_crash_is_not_run_twice() -> anyhow::Result<()> {
+    let certs = ClusterCerts::new("e2e")?;
+    let dir = certs.dir.path();
+    let console = ConsoleFile::new(dir)?;
+    write_policy(&dir.join("policies"), "svc-slow", SLOW_POLICY)?;
+    let extra = format!(
+        "\n[policies]\ndir = \"{}\"\nactions = [\"slow-mark\"]\n\n{}",
+        dir.join("policies").display(),
+        console.channel()
+    );
+    let mut watchdog = WatchdogProcess::start(dir, &watchdog_config(&certs, 0, &extra))?;
+    let script = service_script(dir)?;
+    start_initial(dir, &script)?;
+    certs.agent("hv-dup")?;
+    let marks = dir.join("marks.log");
+    let actions = format!(
+        "[actions.slow-mark]\nargv = [\"/bin/sh\", \"-c\", \"echo run >> {}; sleep {SLOW_STEP}\"]\ntimeout_seconds = 30.0\n",
+        marks.display()
+    );
+    let _agent = start_agent(
+        dir,
+        "dup",
+        &agent_config(
+            &certs,
+            watchdog.stream_addr,
+            "hv-dup",
+            "hv-dup",
+            &agent_services(dir, &actions),
+        ),
+    )?;
+    watchdog.wait_for("hv-dup connected", HEALTHY_WITHIN, |w| {
+        Ok(w.host("hv-dup")?.filter(|h| h["connected"] == true))
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+
+    kill_service(dir)?;
+    wait_until("the agent running the step", REACTS_WITHIN, || {
+        Ok(std::fs::read_to_string(&marks)
+            .ok()
+            .filter(|m| !m.is_empty()))
+    })?;
+    let status = watchdog.kill()?;
+    assert!(!status.success(), "SIGKILL: {status}");
+    watchdog.restart()?;
+
+    let answered = wait_until("the step's result after the restart", REACTS_WITHIN, || {
+        Ok(timeline(&watchdog, "inc-1")?
+            .into_iter()
+            .find(|l| l.contains("ran slow-mark (command")))
+    })?;
+    assert!(
+        answered.contains("the agent had already run this step"),
+        "the agent answered from its first run: {answered}"
+    );
+    let lines = timeline(&watchdog, "inc-1")?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("sent again after a restart (awaited)")),
+        "the restarted watchdog sent the step again: {lines:#?}"
+    );
+    console.wait_for("inc-1:L1:problem", REACTS_WITHIN)?;
+    assert_eq!(
+        std::fs::read_to_string(&marks)?,
+        "run\n",
+        "the action ran once, though the step was sent twice"
     );
     Ok(())
 }
