@@ -1,7 +1,8 @@
 //! Stuck CPUs: a real-time thread pinned to one CPU spins for 0.8 s with
 //! nothing able to preempt it, so that CPU does not switch; with a 0.3 s
 //! threshold the agent reports it stuck, then recovered once it switches,
-//! and the gauge showed the time since its last switch meanwhile.
+//! and the gauge showed the time since its last switch meanwhile (at
+//! least the threshold, at its highest).
 //!
 //! 0.8 s stays under the kernel's real-time throttling (950 ms of every
 //! second), which would otherwise let other tasks in and end the episode.
@@ -64,14 +65,23 @@ async fn a_cpu_held_by_one_task_is_reported_stuck_then_recovered() -> anyhow::Re
     started_rx
         .recv_timeout(Duration::from_secs(5))
         .context("the spinner did not start")?;
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let families = agent.gather();
-    let since = families
-        .iter()
-        .find(|f| f.name == "hyperwatch_cpu_since_last_switch_seconds")
-        .and_then(|f| f.get(&[("cpu", &cpu.to_string())]))
-        .context("no gauge for the CPU")?;
-    eprintln!("cpu {cpu}: {since:.3} s since its last switch");
+    // Read every 50 ms while it spins: the highest reading is the gauge's
+    // answer. (A stop-class kernel thread, such as the load balancer's
+    // migration thread on a busy machine, can still switch the CPU once
+    // mid-spin; one reading at a fixed time would then see a short gap.)
+    let mut since = 0.0_f64;
+    let spin_end = tokio::time::Instant::now() + SPIN - Duration::from_millis(50);
+    while tokio::time::Instant::now() < spin_end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let reading = agent
+            .gather()
+            .iter()
+            .find(|f| f.name == "hyperwatch_cpu_since_last_switch_seconds")
+            .and_then(|f| f.get(&[("cpu", &cpu.to_string())]))
+            .context("no gauge for the CPU")?;
+        since = since.max(reading);
+    }
+    eprintln!("cpu {cpu}: at most {since:.3} s since its last switch");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut stuck_seen = false;
@@ -104,8 +114,10 @@ async fn a_cpu_held_by_one_task_is_reported_stuck_then_recovered() -> anyhow::Re
     assert!(stuck_seen, "recovered without having been stuck");
     eprintln!("recovered after {stuck_for:.3} s");
     assert!(since >= 0.3, "the gauge showed {since:.3} s mid-spin");
+    // At least the threshold (the stuck event came after it), at most the
+    // spin and the agent's sampling.
     assert!(
-        (0.5..=1.5).contains(&stuck_for),
+        (0.3..=1.5).contains(&stuck_for),
         "stuck for {stuck_for:.3} s"
     );
     Ok(())
