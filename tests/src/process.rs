@@ -143,31 +143,41 @@ impl AgentProcess {
 
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        signal::kill(
-            Pid::from_raw(self.child.id() as i32),
-            signal::Signal::SIGTERM,
-        )?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                // Give the reader thread a moment to drain the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                self.log();
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("agent did not stop within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = terminate_child(&mut self.child, "agent")?;
+        // Give the reader thread a moment to drain the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        self.log();
+        Ok(status)
     }
 }
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        reap(&mut self.child);
+    }
+}
+
+/// SIGTERM to `child` and a wait of at most [`STOP_TIMEOUT`] for its exit;
+/// `what` names it in the error.
+pub fn terminate_child(child: &mut Child, what: &str) -> anyhow::Result<ExitStatus> {
+    signal::kill(Pid::from_raw(child.id() as i32), signal::Signal::SIGTERM)?;
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
         }
+        if Instant::now() > deadline {
+            bail!("{what} did not stop within {STOP_TIMEOUT:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills `child` if it still runs, and reaps it: for `Drop`, so a failing
+/// test leaves no process behind.
+pub fn reap(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -87,6 +87,17 @@ impl SimCluster {
     /// The watchdog (`watchdog_extra` TOML after its [stream] keys) and one
     /// simulated agent per (host, scenario), each seen with its inventory.
     pub fn start(hosts: &[(&str, &str)], watchdog_extra: &str) -> anyhow::Result<Self> {
+        Ok(Self::start_with(hosts, watchdog_extra, |_, _| ())?.0)
+    }
+
+    /// [`SimCluster::start`] with `before_run` called on the bound watchdog
+    /// (inside its runtime) before it serves, as `hyperwatch serve` calls a
+    /// part's hook; returns what the hook returned.
+    pub fn start_with<T>(
+        hosts: &[(&str, &str)],
+        watchdog_extra: &str,
+        before_run: impl FnOnce(&config::Config, &mut Watchdog) -> T,
+    ) -> anyhow::Result<(Self, T)> {
         let certs = ClusterCerts::new("e2e")?;
         let text = watchdog_config(&certs, 0, watchdog_extra);
         let config = config::parse(&text, "watchdog.toml")?;
@@ -94,7 +105,11 @@ impl SimCluster {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let watchdog = runtime.block_on(Watchdog::bind(config))?;
+        let mut watchdog = runtime.block_on(Watchdog::bind(config.clone()))?;
+        let hooked = {
+            let _inside = runtime.enter();
+            before_run(&config, &mut watchdog)
+        };
         let (registry, commands) = (watchdog.registry.clone(), watchdog.commands.clone());
         let (stream, api) = (watchdog.stream_addr, watchdog.http_addr);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -122,7 +137,7 @@ impl SimCluster {
                     .is_some_and(|c| c.inventory.revision > 0)
             })
         })?;
-        Ok(cluster)
+        Ok((cluster, hooked))
     }
 
     /// What the registry holds of `host`.

@@ -13,10 +13,9 @@ use std::{
 use anyhow::{Context, bail};
 use hyperwatch::certs::{self, CaPem, Validity};
 use hyperwatch_proto::spiffe::Role;
-use nix::{sys::signal, unistd::Pid};
 use serde_json::Value;
 
-use crate::process::{START_TIMEOUT, STOP_TIMEOUT, binary};
+use crate::process::{START_TIMEOUT, binary, reap, terminate_child};
 
 /// A cluster's CA, a watchdog certificate for 127.0.0.1/localhost, and agent
 /// certificates, in a temporary directory.
@@ -267,31 +266,16 @@ impl WatchdogProcess {
 
     /// SIGTERM and a bounded wait.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        signal::kill(
-            Pid::from_raw(self.child.id() as i32),
-            signal::Signal::SIGTERM,
-        )?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                std::thread::sleep(Duration::from_millis(50));
-                self.log();
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("watchdog did not stop within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = terminate_child(&mut self.child, "watchdog")?;
+        std::thread::sleep(Duration::from_millis(50));
+        self.log();
+        Ok(status)
     }
 }
 
 impl Drop for WatchdogProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        reap(&mut self.child);
     }
 }
 

@@ -169,6 +169,7 @@ fn prometheus_scrapes_the_stack_and_every_rule_and_dashboard_query_has_data() ->
             failed: 0,
             started: 0.0,
             reason: "hv-gone failed".into(),
+            dry_run: false,
             migrations: Vec::new(),
         }]
     });

@@ -179,9 +179,9 @@ fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<(
             // run without eBPF, so ebpf-unavailable has each one pending.
             "--expect",
             "#incident-body [data-incident]=>ebpf-unavailable",
-            // No planner registered: the page says so.
+            // The placement service runs and has made no plan yet.
             "--expect",
-            "#plan-body [data-unavailable]=>planner not running",
+            "#plan-body .note=>No plans yet.",
         ],
     )?;
     browser.expect_line("READY", READY_WITHIN)?;
@@ -273,6 +273,7 @@ fn incidents_plans_and_luns_from_providers_reach_the_page() -> anyhow::Result<()
             failed: 0,
             started: planned,
             reason: "hv-x CPU 0.93 over 0.85".into(),
+            dry_run: false,
             migrations: vec![MigrationSummary {
                 item: "web-7".into(),
                 from: "hv-x".into(),

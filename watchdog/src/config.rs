@@ -9,7 +9,11 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{channels::ChannelsConfig, detector::DetectorParams};
+use crate::{
+    channels::ChannelsConfig,
+    detector::DetectorParams,
+    placement::config::{MigrationConfig, PlannerConfig, StorageConfig},
+};
 
 /// The embedded default configuration (watchdog/default.toml).
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -65,6 +69,13 @@ pub struct Config {
     /// the local relay, sms to a local gateway), which the shipped policies
     /// name.
     pub channels: ChannelsConfig,
+    /// VM placement: the planner's settings, constraints and capacity loop.
+    pub planner: PlannerConfig,
+    /// Carrying VM plans out: limits, timeouts, the actuator.
+    pub migration: MigrationConfig,
+    /// LUN placement: thresholds, the storage loop, the LUN executor and
+    /// mover.
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -77,6 +88,9 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             store: StoreConfig::default(),
             channels: default_channels(),
+            planner: PlannerConfig::default(),
+            migration: MigrationConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -424,6 +438,9 @@ fn check(c: &Config, file: &str) -> Result<(), ConfigError> {
     if c.store.path.as_os_str().is_empty() {
         return fail("store", "path", "names no file".into());
     }
+    if let Err(e) = crate::placement::config::check(&c.planner, &c.migration, &c.storage) {
+        return fail(e.section, e.field, e.message);
+    }
     if !(c.commands.timeout_seconds.is_finite() && c.commands.timeout_seconds > 0.0) {
         return fail(
             "commands",
@@ -476,6 +493,30 @@ mod tests {
                 .starts_with("w.toml:3:1: unknown field `windw`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn placement_sections_are_checked_with_their_place() {
+        let err = parse("[planner]\ncpu_treshold = 0.7\n", "p.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("p.toml:2:1: unknown field `cpu_treshold`"),
+            "{err}"
+        );
+        let err = parse("[storage]\nmover = \"command\"\n", "s.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("s.toml: [storage] command: mover = \"command\" needs"),
+            "{err}"
+        );
+        let err = parse("[storage.groups.fast]\nmax_capacity_used = 1.5\n", "g.toml").unwrap_err();
+        assert!(err.to_string().contains("[storage] groups"), "{err}");
+        let ok = parse(
+            "[migration]\nexecute_rebalance = true\n[storage]\ndry_run = false\n",
+            "ok.toml",
+        )
+        .unwrap();
+        assert!(ok.migration.execute_rebalance && !ok.storage.dry_run);
     }
 
     #[test]

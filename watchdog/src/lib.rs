@@ -17,6 +17,9 @@
 //!   migration plan (rebalance and failover modes), and a plan verifier.
 //! * [`migration`]: the executor that carries a plan out through
 //!   actuators (qemu QMP, libvirt, a command template, simulated).
+//! * [`placement`]: the planner and rebalancer wired into the running
+//!   watchdog: policy steps, the capacity and storage loops, the plan
+//!   history and its API, metrics and audit lines.
 //! * [`config`]: the TOML configuration, its embedded default and its errors.
 //! * [`certs`]: the cluster CA and agent/watchdog certificates (rcgen).
 //! * [`tls`]: the perimeter: mutual TLS server setup, refusal reasons.
@@ -60,6 +63,7 @@ pub mod lun_mover;
 pub mod metrics;
 pub mod migration;
 pub mod outbox;
+pub mod placement;
 pub mod planner;
 pub mod rebalancer;
 pub mod registry;

@@ -1,6 +1,6 @@
 //! hyperwatch: the watchdog's command line. Parses flags and hands over to
 //! the library's subcommands (serve, demo, certs, policy, notify, ack,
-//! silence, maintenance, loadgen).
+//! silence, maintenance, plan, loadgen).
 
 use std::process::ExitCode;
 
@@ -41,6 +41,9 @@ enum Command {
     Silence(cli::silence::SilenceCommand),
     /// Put a host in maintenance (no recovery, no notifications) or end it.
     Maintenance(cli::maintenance::MaintenanceArgs),
+    /// Ask the watchdog for a VM or LUN plan; show it or carry it out.
+    #[command(subcommand)]
+    Plan(cli::plan::PlanCommand),
     /// Simulated agents for the ingest benchmark.
     #[command(hide = true)]
     Loadgen(cli::loadgen::LoadgenArgs),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Some(Command::Ack(args)) => cli::ack::run(args),
         Some(Command::Silence(c)) => cli::silence::run(c),
         Some(Command::Maintenance(args)) => cli::maintenance::run(args),
+        Some(Command::Plan(c)) => cli::plan::run(c),
         Some(Command::Loadgen(args)) => cli::loadgen::run(args, &cli.log_level),
     }
 }

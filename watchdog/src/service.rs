@@ -69,7 +69,8 @@ pub struct Watchdog {
     stream_listener: TcpListener,
     http_listener: TcpListener,
     config: Config,
-    /// Routes other parts serve beside the API (the policy runtime's).
+    /// Routes other parts serve beside the API (the policy runtime's, the
+    /// placement service's).
     routes: Vec<axum::Router>,
 }
 

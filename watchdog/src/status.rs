@@ -62,7 +62,7 @@ pub struct IncidentSummary {
 pub struct PlanSummary {
     /// The plan's id.
     pub id: String,
-    /// `rebalance`, `failover`, `luns`, ...
+    /// `rebalance`, `failover`, `move-luns` (the placement metrics' `mode`).
     pub mode: String,
     /// Moves in the plan.
     pub moves: u32,
@@ -74,6 +74,9 @@ pub struct PlanSummary {
     pub started: f64,
     /// Why it was made (`hv-3 failed`, `hv-1 CPU 0.93 over 0.85`).
     pub reason: String,
+    /// Recorded only: its moves would have run and none did.
+    #[serde(default)]
+    pub dry_run: bool,
     /// Its migrations or LUN moves, each with its state.
     pub migrations: Vec<MigrationSummary>,
 }
@@ -87,7 +90,8 @@ pub struct MigrationSummary {
     pub from: String,
     /// Destination host or device.
     pub to: String,
-    /// `pending`, `running`, `done`, `failed`.
+    /// `pending`, `running`, `done`, `failed`, `timed-out`, `skipped`, or
+    /// `would-run` in a dry run.
     pub state: String,
 }
 

@@ -290,6 +290,7 @@ async fn registered_providers_are_served_live_in_status_and_metrics() {
         failed: 1,
         started: 1_700_000_100.0,
         reason: "hv-2 failed".into(),
+        dry_run: false,
         migrations: vec![MigrationSummary {
             item: "web-1".into(),
             from: "hv-2".into(),

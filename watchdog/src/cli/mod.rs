@@ -8,6 +8,7 @@
 //! * [`loadgen`]: many simulated agents, for `cargo xtask bench ingest`.
 //! * [`ack`], [`silence`], [`maintenance`]: the operators' incident
 //!   commands, through the watchdog's API ([`api_client`]).
+//! * [`plan`]: ask the watchdog for a rebalance, failover or LUN plan.
 
 pub mod ack;
 pub mod api_client;
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod loadgen;
 pub mod maintenance;
 pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod serve;
 pub mod silence;

@@ -5,10 +5,8 @@
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use hyperwatch_policies::planner::NoPlanner;
-
 use crate::{
-    config,
+    config, placement,
     runtime::{self, PolicyRuntime},
     service::Watchdog,
 };
@@ -79,10 +77,12 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let mut watchdog = Watchdog::bind(config.clone()).await?;
-        // The planner plugs in here: failover, rebalance and LUN moves are
-        // "not available" (and escalate) until it does.
-        let planner = Arc::new(NoPlanner);
-        let mut policies = PolicyRuntime::start(&config, &watchdog, planner).await?;
+        // VM and LUN placement: policy steps, the capacity and storage
+        // loops, the plans API. The policy runtime takes it as its planner
+        // (failover, rebalance and move-luns steps).
+        let placement = placement::attach(&config, &mut watchdog);
+        let mut policies =
+            PolicyRuntime::start(&config, &watchdog, Arc::new(placement.clone())).await?;
         watchdog.add_routes(policies.routes());
         // Tests and operators read where it listens from these lines.
         println!(
@@ -90,6 +90,7 @@ pub fn run(args: ServeArgs, log_level: &str) -> ExitCode {
             watchdog.cluster, watchdog.stream_addr, watchdog.http_addr
         );
         let served = watchdog.run(super::shutdown_signal()).await;
+        placement.stop();
         policies.stop().await;
         served.map_err(anyhow::Error::from)
     });

@@ -23,11 +23,13 @@
 //! * [`verify`]: an independent replay of a plan against a snapshot.
 //! * [`baseline`]: the greedy one-VM-at-a-time balancers the benchmark
 //!   compares [`rebalance`] with (Watcher's, and a stronger global one).
+//! * `focus`: a plan narrowed to the moves off one host ([`relieve`]).
 
 mod balance;
 pub mod baseline;
 mod cluster;
 mod failover;
+mod focus;
 mod index;
 mod placement;
 pub mod plan;
@@ -40,6 +42,7 @@ pub mod verify;
 use serde::{Deserialize, Serialize};
 
 pub use failover::failover;
+pub use focus::{FocusError, HostRelief, relieve};
 pub use plan::{
     Change, ClusterFigures, Migration, MigrationPlan, MoveKind, MoveReason, PlanMode, Rejection,
     RejectionKind, Resource, Unplaced, UnplacedReason,

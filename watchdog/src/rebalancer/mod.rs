@@ -8,6 +8,8 @@
 //! * `planner`: the passes (thresholds first, then the balance band).
 //! * `order`: which moves must wait for which, so none overfills a device.
 //! * [`plan`]: the output, with an explanation for each move.
+//! * `focus`: a plan narrowed to the moves off one device, or to its
+//!   first moves ([`narrow`]).
 //!
 //! What a plan promises:
 //! * Run one at a time in plan order, or side by side as their `after`
@@ -20,12 +22,14 @@
 pub mod plan;
 pub mod snapshot;
 
+mod focus;
 mod order;
 mod planner;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use focus::{DeviceFill, Narrowed, narrow};
 pub use plan::{GroupSpread, IdleCandidate, IopsCause, Move, Plan, Reason, Unresolved};
 pub use snapshot::{
     DEFAULT_MAX_CAPACITY_USED, Device, DeviceGroup, DeviceState, Lun, Snapshot, Thresholds,
@@ -85,11 +89,22 @@ pub fn plan(snapshot: &Snapshot) -> Result<Plan, RebalanceError> {
         })
         .collect();
 
+    Ok(Plan {
+        moves,
+        unresolved,
+        idle_candidates: idle_candidates(&state),
+        before,
+        after: groups.map(|g| state.spread(g)).collect(),
+    })
+}
+
+/// Active devices serving at most their group's idle IOPS in `state`.
+fn idle_candidates(state: &State) -> Vec<IdleCandidate> {
     let mut luns_on = vec![0usize; state.devs.len()];
     for l in &state.luns {
         luns_on[l.device] += 1;
     }
-    let idle_candidates = state
+    state
         .devs
         .iter()
         .zip(luns_on)
@@ -101,12 +116,5 @@ pub fn plan(snapshot: &Snapshot) -> Result<Plan, RebalanceError> {
             iops: d.iops,
             luns,
         })
-        .collect();
-    Ok(Plan {
-        moves,
-        unresolved,
-        idle_candidates,
-        before,
-        after: groups.map(|g| state.spread(g)).collect(),
-    })
+        .collect()
 }

@@ -1,18 +1,19 @@
 //! The injection point for failover, rebalance and LUN-move steps: a
 //! [`PlanExecutor`] answers the engine's synchronous "can you take this?"
-//! and carries the work out. Until the planner and rebalancer are wired in,
-//! the runtime uses [`NoPlanner`]: every such step is "not available" and
-//! the policy escalates.
+//! and carries the work out. `hyperwatch serve` hands the runtime the
+//! [`PlacementService`]; [`NoPlanner`] (every such step "not available", so
+//! the policy escalates) serves tests that run the runtime alone.
 
 use std::sync::Arc;
 
 use hyperwatch_policies::{
     decision::StepRun,
     input::StepResult,
-    planner::{NoPlanner, NotAvailable, PlanRequest, Planner},
+    planner::{NoPlanner, NotAvailable, PlanKind, PlanRequest, Planner},
+    policy::StepAction,
 };
 
-use crate::channels::BoxFuture;
+use crate::{channels::BoxFuture, placement::PlacementService};
 
 /// The planner as the runtime sees it.
 pub trait PlanExecutor: Send + Sync + 'static {
@@ -41,6 +42,34 @@ impl PlanExecutor for NoPlanner {
                 "no planner for {} in this build",
                 run.action.label()
             ))
+        })
+    }
+}
+
+impl PlanExecutor for PlacementService {
+    fn check(&self, request: &PlanRequest) -> Result<(), NotAvailable> {
+        Planner::check(self, request)
+    }
+
+    fn execute(&self, run: StepRun) -> BoxFuture<'static, StepResult> {
+        let service = self.clone();
+        Box::pin(async move {
+            let kind = match run.action {
+                StepAction::Failover => PlanKind::Failover,
+                StepAction::Rebalance => PlanKind::Rebalance,
+                StepAction::MoveLuns => PlanKind::MoveLuns,
+                ref other => {
+                    return StepResult::NotAvailable(format!(
+                        "{} is not a placement step",
+                        other.label()
+                    ));
+                }
+            };
+            let request = PlanRequest {
+                kind,
+                target: run.target,
+            };
+            service.run_step(&request).await.result()
         })
     }
 }

@@ -61,8 +61,13 @@ impl Collector for StatusCollector {
         if let Some(Ok(recent)) = recent {
             for p in recent {
                 plans.get_or_create(&vec![("mode", p.mode.clone())]).inc();
-                let pending = p.moves.saturating_sub(p.done + p.failed);
-                for (outcome, n) in [("done", p.done), ("failed", p.failed), ("pending", pending)] {
+                // A dry run's moves are not pending: they never will run.
+                let (pending, would_run) = match p.dry_run {
+                    false => (p.moves.saturating_sub(p.done + p.failed), None),
+                    true => (0, Some(("would_run", p.moves))),
+                };
+                let outcomes = [("done", p.done), ("failed", p.failed), ("pending", pending)];
+                for (outcome, n) in outcomes.into_iter().chain(would_run) {
                     moves
                         .get_or_create(&vec![
                             ("mode", p.mode.clone()),
@@ -92,7 +97,7 @@ impl Collector for StatusCollector {
             ),
             (
                 PLAN_MOVES_RECENT,
-                "Moves of the recent plans by mode and outcome (done, failed, pending)",
+                "Moves of the recent plans by mode and outcome (done, failed, pending; would_run for dry runs)",
                 &moves,
             ),
         ] {
