@@ -18,7 +18,7 @@ use hyperwatch_policies::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::{
-    inputs::{InputMapper, host_state, telemetry_samples},
+    inputs::{InputMapper, host_state},
     metrics::RuntimeMetrics,
     notify::notification,
     record::{self, note},
@@ -263,7 +263,7 @@ impl Driver {
                 host: host.id.clone(),
                 state: host_state(host.state),
             });
-            kinds.extend(telemetry.and_then(|t| telemetry_samples(&host.id, &t)));
+            kinds.extend(telemetry.and_then(|t| self.mapper.telemetry(&host.id, &t)));
             for kind in kinds {
                 let _ = self.input(kind);
             }

@@ -38,6 +38,10 @@ pub struct InputMapper {
     /// What the inventory says about each target (labels for summaries,
     /// silences and step parameters).
     known: BTreeMap<TargetRef, TargetInfo>,
+    /// Each storage device's capacity from the inventory: telemetry carries
+    /// only used bytes, and the inventory is re-sent only when the layout
+    /// changes, so fill is reported from telemetry with this.
+    capacity: BTreeMap<TargetRef, u64>,
 }
 
 /// The engine's name for a detector state.
@@ -62,11 +66,36 @@ impl InputMapper {
             // The detector decides what a silent host means.
             ClusterEvent::Disconnected { .. } => Vec::new(),
             ClusterEvent::Telemetry { host, telemetry } => {
-                telemetry_samples(host, telemetry).into_iter().collect()
+                self.telemetry(host, telemetry).into_iter().collect()
             }
             ClusterEvent::AgentEvent { host, event } => agent_event(host, event),
             ClusterEvent::Inventory { host, inventory } => self.inventory(host, inventory),
         }
+    }
+
+    /// Telemetry: the host's CPU and memory ratios, and the fill of each
+    /// storage device whose capacity the inventory gave.
+    pub fn telemetry(&self, host: &str, t: &v1::Telemetry) -> Option<InputKind> {
+        let mut samples = match telemetry_samples(host, t) {
+            Some(InputKind::Samples(s)) => s,
+            _ => Vec::new(),
+        };
+        for usage in &t.device_usage {
+            let target = TargetRef::new(
+                TargetKind::StorageDevice,
+                &format!("{host}/{}", usage.device),
+            );
+            if let Some(&capacity) = self.capacity.get(&target)
+                && capacity > 0
+            {
+                samples.push(Sample {
+                    target,
+                    metric: STORAGE_USED_RATIO.into(),
+                    value: usage.used_bytes as f64 / capacity as f64,
+                });
+            }
+        }
+        (!samples.is_empty()).then_some(InputKind::Samples(samples))
     }
 
     /// What the inventory says about a target, if it said anything.
@@ -168,6 +197,10 @@ impl InputMapper {
             let id = format!("{host}/{}", dev.name);
             announced.push(on_host(TargetKind::StorageDevice, id.clone(), &dev.name));
             if dev.capacity_bytes > 0 {
+                self.capacity.insert(
+                    TargetRef::new(TargetKind::StorageDevice, &id),
+                    dev.capacity_bytes,
+                );
                 samples.push(Sample {
                     target: TargetRef::new(TargetKind::StorageDevice, &id),
                     metric: STORAGE_USED_RATIO.into(),
@@ -190,6 +223,7 @@ impl InputMapper {
             .map(|(t, _)| t.clone())
             .collect();
         for t in gone {
+            self.capacity.remove(&t);
             self.owner.remove(&t);
             self.known.remove(&t);
             out.push(InputKind::TargetRemoved(t));
@@ -350,6 +384,27 @@ mod tests {
             (MEMORY_USED_RATIO, 0.75)
         );
         assert!(telemetry_samples("hv1", &v1::Telemetry::default()).is_none());
+    }
+
+    #[test]
+    fn telemetry_reports_the_fill_of_devices_the_inventory_sized() {
+        let mut m = InputMapper::default();
+        m.hello("hv1", &hello(&[], &[]));
+        let usage = |device: &str, used_bytes| v1::DeviceUsage {
+            device: device.into(),
+            used_bytes,
+            ..Default::default()
+        };
+        let t = v1::Telemetry {
+            device_usage: vec![usage("nvme0", 95), usage("unknown", 5)],
+            ..Default::default()
+        };
+        let Some(InputKind::Samples(s)) = m.telemetry("hv1", &t) else {
+            panic!("no samples")
+        };
+        assert_eq!(s.len(), 1, "a device of unknown capacity has no ratio");
+        assert_eq!(s[0].target.to_string(), "storage-device:hv1/nvme0");
+        assert_eq!((s[0].metric.as_str(), s[0].value), (STORAGE_USED_RATIO, 0.95));
     }
 
     #[test]
