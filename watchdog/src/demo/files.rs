@@ -98,17 +98,31 @@ impl DemoDir {
             fastrand::u32(..)
         ));
         let dir = Self { root };
-        for sub in ["certs", "policies", "scenarios", "agents", "logs", "mail"] {
+        for sub in [
+            "certs",
+            "policies",
+            "scenarios",
+            "agents",
+            "logs",
+            "mail",
+            "lun-moves",
+        ] {
             mkdir(&dir.path(sub))?;
         }
         dir.certificates(local_host)?;
         for (name, text) in crate::runtime::source::SHIPPED {
             let file = format!("policies/default/{name}");
-            write(&dir.path("policies").join(name), &scale.policy(text, &file)?)?;
+            write(
+                &dir.path("policies").join(name),
+                &scale.policy(text, &file)?,
+            )?;
         }
         for (name, text) in DEMO_POLICIES {
             let file = format!("deploy/demo/policies/{name}");
-            write(&dir.path("policies").join(name), &scale.policy(text, &file)?)?;
+            write(
+                &dir.path("policies").join(name),
+                &scale.policy(text, &file)?,
+            )?;
         }
         for (host, text) in SCENARIOS {
             let file = format!("deploy/demo/scenarios/{host}.toml");
@@ -219,6 +233,33 @@ poll_seconds = 2.0
 [store]
 path = "{store}"
 
+# The placement service, moving VMs and LUNs through the simulated hosts'
+# own vm-migrate-in/-out and lun-migrate-in/-out actions. The story's
+# migrations and LUN moves are the policies' steps (host-cpu-capacity's
+# rebalance, storage-capacity's move-luns): the periodic loops are off, or
+# they would relieve hv-1 and d2 before the policies' waits ran out.
+[planner]
+interval_seconds = 0.0
+# The simulated hosts send a summary a second.
+min_samples = 5
+settle_seconds = 10.0
+
+[migration]
+actuator = "agent"
+execute_rebalance = true
+# A simulated copy takes a second or two.
+migration_timeout_seconds = 60
+confirm_timeout_seconds = 20
+
+[storage]
+mover = "agent"
+dry_run = false
+state_dir = "{lun_moves}"
+interval_seconds = 0.0
+min_samples = 5
+settle_seconds = 10.0
+move_timeout_seconds = 60
+
 # The console: a file the demo shows on its timeline.
 [channels.console]
 type = "console"
@@ -255,6 +296,7 @@ relays = [{{ host = "127.0.0.1", port = {smtp}, tls = "none" }}]
         http = ports.http,
         policies = p("policies"),
         store = p("store.db"),
+        lun_moves = p("lun-moves"),
         console = p("console.log"),
         script = p("batch-notify.sh"),
         batch_log = p("batch.log"),
@@ -328,10 +370,18 @@ mod tests {
         // The policies (shipped, compressed, and the demo's) check against
         // the demo's channels and actions, as `serve --check-config` does.
         let report = crate::runtime::check(&config).unwrap_or_else(|e| panic!("{e}"));
-        assert!(report.policies.iter().any(|p| p == "service-down"), "{report}");
+        assert!(
+            report.policies.iter().any(|p| p == "service-down"),
+            "{report}"
+        );
         assert!(report.policies.iter().any(|p| p == "host-cpu-capacity"));
         for host in ["hv-1", "local-1"] {
-            let text = agent_config(&dir, host, "127.0.0.1:9".parse().unwrap(), host != "local-1");
+            let text = agent_config(
+                &dir,
+                host,
+                "127.0.0.1:9".parse().unwrap(),
+                host != "local-1",
+            );
             assert!(text.contains(&format!("host_id = \"{host}\"")));
             assert!(dir.path("certs").join(format!("{host}.key")).exists());
         }

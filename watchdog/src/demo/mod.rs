@@ -247,7 +247,13 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
             format!("{e}\n(it needs python3 with aiosmtpd: `apt-get install python3-aiosmtpd`, which `cargo xtask setup` does)"),
         )
     })?;
-    tl.say("demo", format!("SMTP sink listening on {listen}, keeping mail in {}", mail.display()));
+    tl.say(
+        "demo",
+        format!(
+            "SMTP sink listening on {listen}, keeping mail in {}",
+            mail.display()
+        ),
+    );
 
     let http = http_address(options.http, &mut tl);
     let config = dir.write_watchdog_config(Ports { smtp, http })?;
@@ -258,7 +264,14 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
         &dir.log(WATCHDOG),
     )?;
     forward(out, WATCHDOG, &tx);
-    let announced = wait_line(&mut rx, &mut tl, WATCHDOG, |l| l.starts_with("hyperwatch: cluster"), &dir).await?;
+    let announced = wait_line(
+        &mut rx,
+        &mut tl,
+        WATCHDOG,
+        |l| l.starts_with("hyperwatch: cluster"),
+        &dir,
+    )
+    .await?;
     let (stream, api) = addresses(&announced)?;
     tl.say(
         "demo",
@@ -277,7 +290,14 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
         &dir.log(&local),
     )?;
     forward(out, &local, &tx);
-    let line = wait_line(&mut rx, &mut tl, &local, |l| l.contains("metrics at http://"), &dir).await?;
+    let line = wait_line(
+        &mut rx,
+        &mut tl,
+        &local,
+        |l| l.contains("metrics at http://"),
+        &dir,
+    )
+    .await?;
     let agent_metrics = line
         .split("http://")
         .nth(1)
@@ -289,12 +309,20 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
         .await
         .ok()
         .flatten()
-        .is_some_and(|h| h["capabilities"].as_array().is_some_and(|c| c.iter().any(|c| c == "ebpf")));
+        .is_some_and(|h| {
+            h["capabilities"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "ebpf"))
+        });
     tl.say(
         &local,
         format!(
             "real agent up ({}), metrics at http://{}/metrics",
-            if ebpf { "eBPF on" } else { "procfs only: eBPF needs root" },
+            if ebpf {
+                "eBPF on"
+            } else {
+                "procfs only: eBPF needs root"
+            },
             agent_metrics.map_or("?".into(), |a| a.to_string())
         ),
     );
@@ -343,28 +371,53 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
         summary::opening(scale, &story)
     ));
 
-    let ending = tell(&mut tl, &mut procs, &mut rx, &mut obs, &mut story, scale.real(KILL.1) + t0, options.forever, &places_text).await;
+    let ending = tell(
+        &mut tl,
+        &mut procs,
+        &mut rx,
+        &mut obs,
+        &mut story,
+        scale.real(KILL.1) + t0,
+        options.forever,
+        &places_text,
+    )
+    .await;
     tl.flush_all();
     let code = match &ending {
         Ending::Told if story.all_done() => ExitCode::SUCCESS,
         Ending::Told => ExitCode::from(1),
         Ending::Interrupted => ExitCode::SUCCESS,
         Ending::Broken(why) => {
-            tl.banner(&format!("hyperwatch demo: {why}\n{}", log_tail(&dir.log(WATCHDOG))));
+            tl.banner(&format!(
+                "hyperwatch demo: {why}\n{}",
+                log_tail(&dir.log(WATCHDOG))
+            ));
             ExitCode::from(3)
         }
     };
     if !options.forever || matches!(ending, Ending::Interrupted) {
-        tl.banner(&summary::closing(&story, &obs, &places_text, options.forever));
+        tl.banner(&summary::closing(
+            &story,
+            &obs,
+            &places_text,
+            options.forever,
+        ));
     }
     tl.banner("stopping: the watchdog first, then the agents and the mail sink");
     let forced = procs.stop_all(WATCHDOG).await;
     if !forced.is_empty() {
-        tl.banner(&format!("killed after the grace period: {}", forced.join(", ")));
+        tl.banner(&format!(
+            "killed after the grace period: {}",
+            forced.join(", ")
+        ));
     }
     tl.banner(&format!(
         "stopped: every process is gone{}",
-        if options.keep { "" } else { "; the demo's directory is removed" }
+        if options.keep {
+            ""
+        } else {
+            "; the demo's directory is removed"
+        }
     ));
     Ok(code)
 }
@@ -382,7 +435,10 @@ async fn tell(
     forever: bool,
     places_text: &str,
 ) -> Ending {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return Ending::Broken("cannot install the signal handlers".into());
     };
     let mut tick = tokio::time::interval(POLL);
@@ -534,9 +590,12 @@ fn addresses(line: &str) -> Result<(SocketAddr, SocketAddr), DemoError> {
             .parse()
             .ok()
     };
-    after("stream at ")
-        .zip(after("api at "))
-        .ok_or_else(|| DemoError::start("the watchdog", format!("announced {line:?}, not its addresses")))
+    after("stream at ").zip(after("api at ")).ok_or_else(|| {
+        DemoError::start(
+            "the watchdog",
+            format!("announced {line:?}, not its addresses"),
+        )
+    })
 }
 
 /// `wanted`, or a free loopback port when it is taken.
@@ -544,7 +603,10 @@ fn http_address(wanted: SocketAddr, tl: &mut Timeline) -> SocketAddr {
     match TcpListener::bind(wanted) {
         Ok(_) => wanted,
         Err(e) => {
-            tl.say("demo", format!("{wanted} is not free ({e}); the status page takes another port"));
+            tl.say(
+                "demo",
+                format!("{wanted} is not free ({e}); the status page takes another port"),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
     }

@@ -95,7 +95,10 @@ impl Observer {
         if !r.status().is_success() {
             return Err(format!("GET {path}: {}", r.status()));
         }
-        r.json().await.map(Some).map_err(|e| format!("GET {path}: {e}"))
+        r.json()
+            .await
+            .map(Some)
+            .map_err(|e| format!("GET {path}: {e}"))
     }
 
     /// POSTs a JSON body; the answer's JSON.
@@ -235,7 +238,10 @@ impl Observer {
             }
             self.show_moves(tl, p);
             if let Some(finished) = p["finished"].as_f64()
-                && !self.plan_marks.get(&id).is_some_and(|m| m.ends_with(":final"))
+                && !self
+                    .plan_marks
+                    .get(&id)
+                    .is_some_and(|m| m.ends_with(":final"))
             {
                 let at = unix_to_demo(tl, Some(finished));
                 tl.push(
@@ -416,7 +422,11 @@ fn plan_mark(p: &Value) -> String {
         .enumerate()
         .map(|(i, m)| format!("{i}={};", str_of(&m["state"])))
         .collect();
-    let fin = if p["finished"].is_number() { ":final" } else { "" };
+    let fin = if p["finished"].is_number() {
+        ":final"
+    } else {
+        ""
+    };
     format!("{}|{moves}{fin}", str_of(&p["state"]))
 }
 
@@ -442,7 +452,11 @@ fn plan_made(p: &Value) -> String {
         str_of(&p["kind"]),
         p["target"].as_str().unwrap_or("the cluster"),
         str_of(&p["trigger"]),
-        if p["dry_run"] == true { ", dry run" } else { "" },
+        if p["dry_run"] == true {
+            ", dry run"
+        } else {
+            ""
+        },
         moves.len(),
         if moves.is_empty() {
             String::new()

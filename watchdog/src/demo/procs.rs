@@ -118,8 +118,9 @@ impl Processes {
     /// that needed SIGKILL.
     pub async fn stop_all(&mut self, first: &str) -> Vec<String> {
         let mut forced = Vec::new();
-        let (head, rest): (Vec<Proc>, Vec<Proc>) =
-            std::mem::take(&mut self.procs).into_iter().partition(|p| p.name == first);
+        let (head, rest): (Vec<Proc>, Vec<Proc>) = std::mem::take(&mut self.procs)
+            .into_iter()
+            .partition(|p| p.name == first);
         for batch in [head, rest] {
             forced.extend(stop(batch).await);
         }

@@ -246,10 +246,7 @@ notify = ["email"]
         let set = hyperwatch_policies::load_dir(&dir, &opts);
         std::fs::remove_dir_all(&dir).unwrap();
         let set = set.unwrap_or_else(|r| panic!("{r}"));
-        let cpu = set
-            .iter()
-            .find(|p| p.name == "host-cpu-capacity")
-            .unwrap();
+        let cpu = set.iter().find(|p| p.name == "host-cpu-capacity").unwrap();
         assert_eq!(cpu.when.hold, hyperwatch_policies::time::Duration::secs(15));
     }
 
@@ -269,7 +266,10 @@ notify = ["email"]
             .scenario("[[phases]]\nat = \"1m\"\n", "s.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("s.toml: phases[0] at: \"1m\" is not a plain number"), "{e}");
+        assert!(
+            e.starts_with("s.toml: phases[0] at: \"1m\" is not a plain number"),
+            "{e}"
+        );
         let e = TimeScale(5.0)
             .policy("[when]\nfor = \"5 minutes\"\n", "p.toml")
             .unwrap_err()

@@ -89,7 +89,13 @@ impl Story {
         let hold = |name: &str, clear: bool| -> f64 {
             set.iter()
                 .find(|p| p.name == name)
-                .and_then(|p| if clear { p.clear.as_ref() } else { Some(&p.when) })
+                .and_then(|p| {
+                    if clear {
+                        p.clear.as_ref()
+                    } else {
+                        Some(&p.when)
+                    }
+                })
                 .map_or(0.0, |c| c.hold.0 as f64 / 1e3)
         };
         let holds = set.iter().map(|p| (p.name.clone(), p.when.hold)).collect();
@@ -197,15 +203,25 @@ impl Story {
             }
             let Some(inc) = latest(obs, s.policy, s.target) else {
                 if now > s.act_by {
-                    s.missed = Some(format!("no {} incident on {} by +{:.0}s", s.policy, s.target, s.act_by));
-                    news.push(format!("  ✗ {}/5 {}: {}", i + 1, s.name, s.missed.as_deref().unwrap_or("")));
+                    s.missed = Some(format!(
+                        "no {} incident on {} by +{:.0}s",
+                        s.policy, s.target, s.act_by
+                    ));
+                    news.push(format!(
+                        "  ✗ {}/5 {}: {}",
+                        i + 1,
+                        s.name,
+                        s.missed.as_deref().unwrap_or("")
+                    ));
                 }
                 continue;
             };
             s.incident = Some(str_of(&inc["id"]).to_owned());
             if s.acted.is_none() {
                 s.acted = match &s.kind {
-                    Kind::Recovery { action, plan, .. } => recovered(obs, tl, inc, s.target, action, *plan),
+                    Kind::Recovery { action, plan, .. } => {
+                        recovered(obs, tl, inc, s.target, action, *plan)
+                    }
                     Kind::Escalation => told(obs, tl, inc),
                 };
                 if let Some((at, how)) = &s.acted {
@@ -223,12 +239,33 @@ impl Story {
                 (_, None) => {}
             }
             let failed = s.acted.is_none().then(|| gave_up(inc, s.target)).flatten();
-            let late = if s.acted.is_none() { now > s.act_by } else { now > s.settle_by };
+            let late = if s.acted.is_none() {
+                now > s.act_by
+            } else {
+                now > s.settle_by
+            };
             if s.settled.is_none() && (failed.is_some() || late) {
                 s.missed = Some(failed.unwrap_or_else(|| {
-                    format!("not {} by +{:.0}s", if s.acted.is_none() { "done" } else { "resolved" }, if s.acted.is_none() { s.act_by } else { s.settle_by })
+                    format!(
+                        "not {} by +{:.0}s",
+                        if s.acted.is_none() {
+                            "done"
+                        } else {
+                            "resolved"
+                        },
+                        if s.acted.is_none() {
+                            s.act_by
+                        } else {
+                            s.settle_by
+                        }
+                    )
                 }));
-                news.push(format!("  ✗ {}/5 {}: {}", i + 1, s.name, s.missed.as_deref().unwrap_or("")));
+                news.push(format!(
+                    "  ✗ {}/5 {}: {}",
+                    i + 1,
+                    s.name,
+                    s.missed.as_deref().unwrap_or("")
+                ));
             }
         }
         news
@@ -236,7 +273,9 @@ impl Story {
 
     /// Every step settled or missed.
     pub fn over(&self) -> bool {
-        self.steps.iter().all(|s| s.settled.is_some() || s.missed.is_some())
+        self.steps
+            .iter()
+            .all(|s| s.settled.is_some() || s.missed.is_some())
     }
 
     /// Every step settled.
@@ -254,7 +293,11 @@ impl Story {
             .find(|s| s.settled.is_none() && s.missed.is_none())
             .map(|s| {
                 if s.acted.is_some() {
-                    format!("{}: waiting for {} to resolve", s.name, s.incident.as_deref().unwrap_or("its incident"))
+                    format!(
+                        "{}: waiting for {} to resolve",
+                        s.name,
+                        s.incident.as_deref().unwrap_or("its incident")
+                    )
                 } else if now < s.due {
                     format!("{}: due at about +{:.0}s", s.name, s.due)
                 } else {
@@ -273,7 +316,11 @@ impl Story {
                     .get(str_of(&i["policy"]))
                     .map(|d| format!(" of {}", d))
                     .unwrap_or_default();
-                format!("{} {} pending {held:.0}s{of}", str_of(&i["id"]), str_of(&i["policy"]))
+                format!(
+                    "{} {} pending {held:.0}s{of}",
+                    str_of(&i["id"]),
+                    str_of(&i["policy"])
+                )
             })
             .collect();
         if pending.is_empty() {
@@ -296,7 +343,8 @@ fn latest<'a>(obs: &'a Observer, policy: &str, target: &str) -> Option<&'a Value
 fn entry<'a>(tl: &Timeline, inc: &'a Value, tail: &str) -> Option<(f64, &'a str)> {
     inc["timeline"].as_array()?.iter().find_map(|e| {
         let line = str_of(&e["line"]);
-        line.ends_with(tail).then(|| (rfc3339_to_demo(tl, &e["at"]), line))
+        line.ends_with(tail)
+            .then(|| (rfc3339_to_demo(tl, &e["at"]), line))
     })
 }
 
@@ -310,23 +358,47 @@ fn recovered(
     action: &str,
     plan: Option<&str>,
 ) -> Option<(f64, String)> {
-    let (at, line) = entry(tl, inc, &format!("{action} on {target} succeeded"))?;
     let Some(kind) = plan else {
-        return Some((at, line.to_owned()));
+        // The agent's answer, or the step's success: when the service's
+        // own "up" reaches the watchdog before the command's answer, the
+        // condition clears first and the step ends as cancelled, with the
+        // agent's answer in the timeline all the same.
+        let ran = format!("ran {action} (");
+        return inc["timeline"].as_array()?.iter().find_map(|e| {
+            let line = str_of(&e["line"]);
+            let done = line.ends_with(&format!("{action} on {target} succeeded"))
+                || (line.contains(&ran) && line.contains("): succeeded"));
+            done.then(|| (rfc3339_to_demo(tl, &e["at"]), line.to_owned()))
+        });
     };
+    let (at, _) = entry(tl, inc, &format!("{action} on {target} succeeded"))?;
     let bare = target.split_once(':').map_or(target, |(_, id)| id);
-    let done = obs.plans.as_ref()?.iter().find(|p| {
-        p["kind"] == kind && p["target"] == bare && p["state"] == "done"
-    })?;
+    let done = obs
+        .plans
+        .as_ref()?
+        .iter()
+        .find(|p| p["kind"] == kind && p["target"] == bare && p["state"] == "done")?;
     let moves: Vec<String> = done["moves"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|m| format!("{} {} -> {}", str_of(&m["item"]), str_of(&m["from"]), str_of(&m["to"])))
+        .map(|m| {
+            format!(
+                "{} {} -> {}",
+                str_of(&m["item"]),
+                str_of(&m["from"]),
+                str_of(&m["to"])
+            )
+        })
         .collect();
     Some((
         at,
-        format!("plan {} moved {} ({})", str_of(&done["id"]), moves.join(", "), str_of(&inc["id"])),
+        format!(
+            "plan {} moved {} ({})",
+            str_of(&done["id"]),
+            moves.join(", "),
+            str_of(&inc["id"])
+        ),
     ))
 }
 
@@ -344,10 +416,7 @@ fn told(obs: &Observer, tl: &Timeline, inc: &Value) -> Option<(f64, String)> {
         .iter()
         .find(|(_, l)| l.starts_with("runbook ") && names(l))?
         .0;
-    let mail = obs
-        .mails
-        .iter()
-        .find(|m| m["parsed"]["incident"] == id)?;
+    let mail = obs.mails.iter().find(|m| m["parsed"]["incident"] == id)?;
     let mail_at = super::observe::unix_to_demo(tl, mail["accepted_at"].as_f64());
     Some((
         console.max(batch).max(mail_at),
@@ -394,7 +463,10 @@ fn phase_at(host: &str, key: &str, value: &str, last: bool) -> Result<f64, DemoE
         .into_iter()
         .flatten()
         .filter(|p| p.get(key).and_then(|v| v.as_str()) == Some(value))
-        .filter_map(|p| p.get("at").and_then(|a| a.as_float().or(a.as_integer().map(|i| i as f64))));
+        .filter_map(|p| {
+            p.get("at")
+                .and_then(|a| a.as_float().or(a.as_integer().map(|i| i as f64)))
+        });
     let found = if last { times.last() } else { times.next() };
     found.ok_or_else(|| DemoError::Start {
         what: format!("deploy/demo/scenarios/{host}.toml"),

@@ -120,7 +120,12 @@ impl Timeline {
 
 /// `  +12.3s  hv-1      text`: time, source in a column, text.
 pub fn format_line(l: &Line) -> String {
-    format!("{:>8}  {:<9} {}", format!("+{:.1}s", l.at), l.source, l.text)
+    format!(
+        "{:>8}  {:<9} {}",
+        format!("+{:.1}s", l.at),
+        l.source,
+        l.text
+    )
 }
 
 #[cfg(test)]

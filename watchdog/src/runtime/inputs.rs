@@ -404,7 +404,10 @@ mod tests {
         };
         assert_eq!(s.len(), 1, "a device of unknown capacity has no ratio");
         assert_eq!(s[0].target.to_string(), "storage-device:hv1/nvme0");
-        assert_eq!((s[0].metric.as_str(), s[0].value), (STORAGE_USED_RATIO, 0.95));
+        assert_eq!(
+            (s[0].metric.as_str(), s[0].value),
+            (STORAGE_USED_RATIO, 0.95)
+        );
     }
 
     #[test]
