@@ -207,7 +207,7 @@ impl Drop for DirGuard<'_> {
 type Lines = mpsc::UnboundedReceiver<(String, Option<String>)>;
 
 async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
-    let mut tl = Timeline::new();
+    let mut tl = Timeline::default();
     let scale = options.scale;
     let bins = Binaries::find(options.agent.clone())?;
     let local = files::local_host_name();

@@ -32,9 +32,9 @@ pub struct Timeline {
     last_output: Instant,
 }
 
-impl Timeline {
+impl Default for Timeline {
     /// A stream starting now.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self {
             started: Instant::now(),
             started_wall: SystemTime::now(),
@@ -42,6 +42,9 @@ impl Timeline {
             last_output: Instant::now(),
         }
     }
+}
+
+impl Timeline {
 
     /// When the demo began (wall clock), for readers of its output.
     pub fn started_wall(&self) -> SystemTime {
@@ -144,7 +147,7 @@ mod tests {
 
     #[test]
     fn late_lines_are_held_and_printed_in_order() {
-        let mut t = Timeline::new();
+        let mut t = Timeline::default();
         t.push(0.5, "b", "second");
         t.push(0.1, "a", "first");
         assert_eq!(t.held.len(), 2);
