@@ -83,7 +83,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Run { agent, args } => {
             setup::run()?;
-            let job = if agent { run::Job::Agent } else { run::Job::Demo };
+            let job = if agent {
+                run::Job::Agent
+            } else {
+                run::Job::Demo
+            };
             run::run(job, &args)
         }
         Command::Test { filter } => {

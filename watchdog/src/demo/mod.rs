@@ -12,6 +12,7 @@
 //! * [`files`]: the demo's directory: certificates, policies, scenarios,
 //!   configurations, scripts.
 //! * [`procs`]: the child processes, their groups and their stop.
+//! * [`start`]: their stdout lines, and bounded waits for each to start.
 //! * [`timeline`]: the merged, time-ordered stream of lines.
 //! * [`observe`]: what the watchdog's API, the console, the batch script
 //!   and the mail sink show.
@@ -26,12 +27,13 @@ pub mod files;
 pub mod observe;
 pub mod procs;
 pub mod scale;
+pub mod start;
 pub mod story;
 pub mod summary;
 pub mod timeline;
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -39,9 +41,7 @@ use std::{
 
 use serde_json::json;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::ChildStdout,
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
 };
 
@@ -50,6 +50,10 @@ use self::{
     observe::{EBPF_POLICY, Observer},
     procs::Processes,
     scale::{ScaleError, TimeScale},
+    start::{
+        Lines, addresses, connected, forward, free_port, http_address, log_tail, path_str,
+        show_line, wait_line,
+    },
     story::{KILL, Story},
     summary::Places,
     timeline::Timeline,
@@ -59,13 +63,8 @@ use self::{
 const POLL: Duration = Duration::from_millis(500);
 /// A progress line when nothing was printed for this long.
 const PROGRESS_AFTER: Duration = Duration::from_secs(5);
-/// Bound on a process announcing itself (the real agent loads its kernel
-/// programs first, which takes seconds on a busy machine).
-const START_WITHIN: Duration = Duration::from_secs(60);
 /// Polls of the API that may fail in a row before the demo gives up.
 const POLL_FAILURES: u32 = 20;
-/// Lines of a log shown when its process failed.
-const LOG_TAIL: usize = 15;
 /// The watchdog's name among the processes.
 const WATCHDOG: &str = "watchdog";
 /// The SMTP sink's.
@@ -202,11 +201,27 @@ impl Drop for DirGuard<'_> {
     }
 }
 
-/// Lines from the children's stdout: (process name, line), and None
-/// when its stdout closed (it exited).
-type Lines = mpsc::UnboundedReceiver<(String, Option<String>)>;
+/// Ctrl-C and SIGTERM, caught from the start: one that arrives while the
+/// children start is acted on as soon as the story's loop runs, rather
+/// than killing the demo before it can stop them in order.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, DemoError> {
+        let install =
+            |kind| signal(kind).map_err(|e| DemoError::start("the signal handlers", e.to_string()));
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+}
 
 async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
+    let mut stop = StopSignals::install()?;
     let mut tl = Timeline::default();
     let scale = options.scale;
     let bins = Binaries::find(options.agent.clone())?;
@@ -372,6 +387,7 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
     ));
 
     let ending = tell(
+        &mut stop,
         &mut tl,
         &mut procs,
         &mut rx,
@@ -426,6 +442,7 @@ async fn demo(options: DemoOptions) -> Result<ExitCode, DemoError> {
 /// settled or was missed (or forever), or a signal.
 #[allow(clippy::too_many_arguments)]
 async fn tell(
+    stop: &mut StopSignals,
     tl: &mut Timeline,
     procs: &mut Processes,
     rx: &mut Lines,
@@ -435,20 +452,14 @@ async fn tell(
     forever: bool,
     places_text: &str,
 ) -> Ending {
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return Ending::Broken("cannot install the signal handlers".into());
-    };
     let mut tick = tokio::time::interval(POLL);
     let mut killed = false;
     let mut failures = 0;
     let mut told = false;
     loop {
         tokio::select! {
-            _ = int.recv() => { tl.say("demo", "Ctrl-C: stopping"); return Ending::Interrupted }
-            _ = term.recv() => { tl.say("demo", "SIGTERM: stopping"); return Ending::Interrupted }
+            _ = stop.interrupt.recv() => { tl.say("demo", "Ctrl-C: stopping"); return Ending::Interrupted }
+            _ = stop.terminate.recv() => { tl.say("demo", "SIGTERM: stopping"); return Ending::Interrupted }
             Some((name, Some(line))) = rx.recv() => show_line(tl, &name, &line),
             _ = tick.tick() => {
                 if !killed && tl.now() >= kill_at {
@@ -492,142 +503,4 @@ async fn tell(
             }
         }
     }
-}
-
-/// A child's stdout line onto the timeline: the simulated hosts' own
-/// timeline lines (`sim HOST +12.0s: text`); other chatter is left out.
-fn show_line(tl: &mut Timeline, name: &str, line: &str) {
-    if let Some(rest) = line.strip_prefix("sim ")
-        && let Some((_, text)) = rest.split_once(": ")
-    {
-        tl.say(name, text.to_owned());
-    }
-}
-
-/// Sends `out`'s lines, tagged with `name`, into the demo's channel, and
-/// None when it closes.
-fn forward(out: ChildStdout, name: &str, tx: &mpsc::UnboundedSender<(String, Option<String>)>) {
-    let (name, tx) = (name.to_owned(), tx.clone());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send((name.clone(), Some(line))).is_err() {
-                return;
-            }
-        }
-        let _ = tx.send((name, None));
-    });
-}
-
-/// Waits (bounded) for a line of `name` that `matches`; others' lines go
-/// to the timeline meanwhile. Its exit ends the wait at once; the error
-/// carries the end of its log.
-async fn wait_line(
-    rx: &mut Lines,
-    tl: &mut Timeline,
-    name: &str,
-    matches: impl Fn(&str) -> bool,
-    dir: &DemoDir,
-) -> Result<String, DemoError> {
-    let waited = tokio::time::timeout(START_WITHIN, async {
-        while let Some((from, line)) = rx.recv().await {
-            match line {
-                Some(line) if from == name && matches(&line) => return Ok(line),
-                Some(line) => show_line(tl, &from, &line),
-                None if from == name => return Err("exited"),
-                None => {}
-            }
-        }
-        Err("exited")
-    })
-    .await;
-    let why = match waited {
-        Ok(Ok(line)) => return Ok(line),
-        Ok(Err(why)) => why.to_owned(),
-        Err(_) => format!("did not start within {START_WITHIN:?}"),
-    };
-    Err(DemoError::start(
-        name,
-        format!(
-            "{why}; the end of {}:\n{}",
-            dir.log(name).display(),
-            log_tail(&dir.log(name))
-        ),
-    ))
-}
-
-/// Waits (bounded) until the watchdog lists `host` connected.
-async fn connected(obs: &Observer, host: &str, dir: &DemoDir) -> Result<(), DemoError> {
-    let deadline = tokio::time::Instant::now() + START_WITHIN;
-    loop {
-        if let Ok(Some(h)) = obs.get(&format!("/api/v1/hosts/{host}")).await
-            && h["connected"] == true
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(DemoError::start(
-                format!("{host}'s agent"),
-                format!(
-                    "did not connect to the watchdog within {START_WITHIN:?}; the end of its log:\n{}",
-                    log_tail(&dir.log(host))
-                ),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// `stream at ADDR api at http://ADDR/` of the watchdog's first line.
-fn addresses(line: &str) -> Result<(SocketAddr, SocketAddr), DemoError> {
-    let after = |key: &str| -> Option<SocketAddr> {
-        line.split(key)
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .ok()
-    };
-    after("stream at ").zip(after("api at ")).ok_or_else(|| {
-        DemoError::start(
-            "the watchdog",
-            format!("announced {line:?}, not its addresses"),
-        )
-    })
-}
-
-/// `wanted`, or a free loopback port when it is taken.
-fn http_address(wanted: SocketAddr, tl: &mut Timeline) -> SocketAddr {
-    match TcpListener::bind(wanted) {
-        Ok(_) => wanted,
-        Err(e) => {
-            tl.say(
-                "demo",
-                format!("{wanted} is not free ({e}); the status page takes another port"),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        }
-    }
-}
-
-/// A loopback port free a moment ago.
-fn free_port() -> Result<u16, DemoError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| DemoError::start("a free port", e.to_string()))
-}
-
-fn path_str(p: &Path) -> Result<&str, DemoError> {
-    p.to_str()
-        .ok_or_else(|| DemoError::start("a path", format!("{} is not UTF-8", p.display())))
-}
-
-/// The last lines of a log.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
 }

@@ -126,11 +126,6 @@ impl Processes {
         }
         forced
     }
-
-    /// The pids of every child still running.
-    pub fn pids(&self) -> Vec<u32> {
-        self.procs.iter().map(|p| p.pid).collect()
-    }
 }
 
 /// SIGTERM to each, then waits for all of them together within the grace.

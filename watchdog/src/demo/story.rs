@@ -467,7 +467,11 @@ fn phase_at(host: &str, key: &str, value: &str, last: bool) -> Result<f64, DemoE
             p.get("at")
                 .and_then(|a| a.as_float().or(a.as_integer().map(|i| i as f64)))
         });
-    let found = if last { times.next_back() } else { times.next() };
+    let found = if last {
+        times.next_back()
+    } else {
+        times.next()
+    };
     found.ok_or_else(|| DemoError::Start {
         what: format!("deploy/demo/scenarios/{host}.toml"),
         message: format!("no phase with {key} = {value:?}, which the demo's story needs"),

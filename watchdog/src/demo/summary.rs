@@ -48,7 +48,7 @@ pub fn opening(scale: TimeScale, story: &Story) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "The story (time scale {}: policies {}):",
+        "The story (time scale {}: each policy {}):",
         scale.0,
         scale.describe_policy()
     );

@@ -45,7 +45,6 @@ impl Default for Timeline {
 }
 
 impl Timeline {
-
     /// When the demo began (wall clock), for readers of its output.
     pub fn started_wall(&self) -> SystemTime {
         self.started_wall
