@@ -190,6 +190,30 @@ impl WatchdogProcess {
         &self.log
     }
 
+    /// Waits at most `limit` for a logged line that `matches`; returns it.
+    /// (The log arrives through a pipe and a thread: what the watchdog did
+    /// can show in its API a moment before the line about it is read.)
+    pub fn wait_log(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log().iter().find(|l| matches(l)) {
+                return Ok(line.clone());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out after {limit:?} waiting for {what} in the watchdog's log:\n{}",
+                    self.log.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// GET a JSON document from the API.
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         let r = crate::http::get(self.http_addr, path, &[])?;
