@@ -77,7 +77,7 @@ pub fn closing(story: &Story, obs: &Observer, places_text: &str, forever: bool) 
             (Some((at, how)), settled, None) => {
                 let _ = writeln!(s, "  ✓ {}. {:<11} +{at:.1}s  {how}", i + 1, step.name);
                 if let Some((at, what)) = settled.as_ref().filter(|(_, w)| w != how) {
-                    let _ = writeln!(s, "     {:<11} +{at:.1}s  {what}", "");
+                    let _ = writeln!(s, "       {:<11} +{at:.1}s  {what}", "");
                 }
             }
             (None, _, None) => {

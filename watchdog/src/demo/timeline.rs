@@ -98,9 +98,14 @@ impl Timeline {
         self.last_output = Instant::now();
     }
 
-    /// How long nothing was printed.
+    /// How long nothing was printed, or zero while lines wait to be
+    /// (a progress line just said is held too: not quiet).
     pub fn quiet_for(&self) -> Duration {
-        self.last_output.elapsed()
+        if self.held.is_empty() {
+            self.last_output.elapsed()
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn flush(&mut self, due: impl Fn(&Line) -> bool) {
@@ -150,6 +155,7 @@ mod tests {
         t.push(0.5, "b", "second");
         t.push(0.1, "a", "first");
         assert_eq!(t.held.len(), 2);
+        assert_eq!(t.quiet_for(), Duration::ZERO, "lines waiting: not quiet");
         t.flush_due();
         assert_eq!(t.held.len(), 2, "both younger than the hold");
         t.push(-10.0, "c", "long ago");
