@@ -174,7 +174,11 @@ fn simulated_hosts_stream_inventories_usage_and_events() -> anyhow::Result<()> {
                 .then_some(())
         }))
     };
-    watchdog.wait_for("nginx down", ARRIVES_WITHIN, |w| service_event(w, "down"))?;
+    // The real agent's words, which the shipped service-crashed policy
+    // watches.
+    watchdog.wait_for("nginx failed", ARRIVES_WITHIN, |w| {
+        service_event(w, "failed")
+    })?;
     let r = http::post(
         watchdog.http_addr,
         "/api/v1/hosts/hv-sim/actions/restart-service",
@@ -182,7 +186,9 @@ fn simulated_hosts_stream_inventories_usage_and_events() -> anyhow::Result<()> {
     )?;
     let outcome: Value = serde_json::from_str(&r.body)?;
     assert_eq!(outcome["status"], "succeeded", "{outcome}");
-    watchdog.wait_for("nginx up", ARRIVES_WITHIN, |w| service_event(w, "up"))?;
+    watchdog.wait_for("nginx running", ARRIVES_WITHIN, |w| {
+        service_event(w, "running")
+    })?;
 
     // The storage map: st-sim's device with its LUN distribution.
     let storage = watchdog.wait_for("st-sim IOPS", ARRIVES_WITHIN, |w| {

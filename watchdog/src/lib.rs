@@ -42,6 +42,8 @@
 //!   runs, audit log) beside the outbox's in the same SQLite store.
 //! * [`runtime`]: the policy runtime: the engine fed by the cluster's
 //!   events, its decisions committed and carried out, the operators' API.
+//! * [`demo`]: `hyperwatch demo`, the whole system on one machine telling
+//!   one story (simulated cluster, real agent, mail sink, timeline).
 //! * [`cli`]: the subcommands (serve, certs, policy, notify, ack, silence,
 //!   maintenance, loadgen), one file each.
 
@@ -52,6 +54,7 @@ pub mod cli;
 pub mod cluster_view;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod detector;
 pub mod events;
 pub mod health;

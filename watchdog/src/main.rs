@@ -1,6 +1,6 @@
 //! hyperwatch: the watchdog's command line. Parses flags and hands over to
-//! the library's subcommands (serve, certs, policy, notify, ack, silence,
-//! maintenance, plan, loadgen).
+//! the library's subcommands (serve, demo, certs, policy, notify, ack,
+//! silence, maintenance, plan, loadgen).
 
 use std::process::ExitCode;
 
@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the watchdog: agents' streams, failure detection, HTTP API.
     Serve(cli::serve::ServeArgs),
+    /// Run the demo: a watchdog, this host's agent and a simulated cluster
+    /// on this machine, telling one story; Ctrl-C stops it.
+    Demo(cli::demo::DemoArgs),
     /// Make the cluster CA and agent/watchdog certificates.
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => cli::serve::run(args, &cli.log_level),
+        Some(Command::Demo(args)) => cli::demo::run(args),
         Some(Command::Certs(c)) => cli::certs::run(c),
         Some(Command::Policy(c)) => cli::policy::run(c),
         Some(Command::Notify(c)) => cli::notify::run(c),

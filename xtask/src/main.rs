@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! * [`setup`]: installs what a fresh machine lacks (idempotent, fast when done).
-//! * [`run`]: builds and starts the main job.
+//! * [`run`]: builds and starts the main job (the demo), or the agent alone.
 //! * [`test`]: the whole test suite, as CI runs it.
 //! * [`bench`]: benchmarks that print figures.
 //! * [`package`]: the .deb packages (cargo-deb) and their checks.
@@ -34,9 +34,15 @@ enum Command {
     /// Install the toolchain pieces, system packages and bpf-linker the
     /// build and the tests need. Safe to run again; fast when all is there.
     Setup,
-    /// Build and start the main job (the agent with its embedded default
-    /// config). Arguments after `--` go to hyperwatch-agent.
+    /// Build and start the main job: the demo (`hyperwatch demo`: the
+    /// watchdog, this host's agent and a simulated cluster telling one
+    /// story). Arguments go to `hyperwatch demo` (`--forever`, `--short`,
+    /// `--help`), or with `--agent` to hyperwatch-agent, started alone
+    /// with its embedded default config.
     Run {
+        /// Start only this host's agent, not the demo.
+        #[arg(long)]
+        agent: bool,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -75,9 +81,14 @@ fn main() -> std::process::ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup => setup::run(),
-        Command::Run { args } => {
+        Command::Run { agent, args } => {
             setup::run()?;
-            run::run(&args)
+            let job = if agent {
+                run::Job::Agent
+            } else {
+                run::Job::Demo
+            };
+            run::run(job, &args)
         }
         Command::Test { filter } => {
             setup::run()?;

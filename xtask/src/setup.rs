@@ -5,7 +5,8 @@
 //! * rust-src for the active toolchain: the eBPF crate builds `core` itself
 //!   (`-Z build-std=core`, allowed on stable through RUSTC_BOOTSTRAP=1).
 //! * Debian packages: the LLVM whose major version matches rustc's (for
-//!   bpf-linker), and the real programs the tests talk to.
+//!   bpf-linker), what the demo runs, and the real programs the tests
+//!   talk to.
 //! * bpf-linker, built against that LLVM.
 //! * Node.js with playwright-core, and cargo-deb ([`crate::tools`]).
 
@@ -17,6 +18,12 @@ use crate::sh;
 
 /// The bpf-linker release verified with this project's compiler.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages the main job (`cargo xtask run`, the demo) needs.
+const RUN_PACKAGES: &[(&str, &str)] = &[(
+    "python3-aiosmtpd",
+    "the demo's local SMTP sink, which receives its escalation email (Debian's /usr/bin/python3 runs it)",
+)];
 
 /// Debian packages the tests need besides the LLVM ones.
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -77,11 +84,11 @@ pub fn run() -> anyhow::Result<()> {
     .into_iter()
     .map(|p| (p, format!("bpf-linker's build against LLVM {llvm}")))
     .collect();
-    packages.extend(
-        TEST_PACKAGES
-            .iter()
-            .map(|(p, why)| ((*p).to_owned(), (*why).to_owned())),
-    );
+    for (p, why) in RUN_PACKAGES.iter().chain(TEST_PACKAGES) {
+        if !packages.iter().any(|(have, _)| have == p) {
+            packages.push(((*p).to_owned(), (*why).to_owned()));
+        }
+    }
     ensure_packages(&packages)?;
     ensure_bpf_linker(llvm)?;
     crate::tools::ensure_node()?;

@@ -119,8 +119,8 @@ impl SimCommands {
             events.send(v1::event::Kind::ServiceStateChange(
                 v1::ServiceStateChange {
                     service: service.clone(),
-                    old_state: "down".into(),
-                    new_state: "up".into(),
+                    old_state: super::SERVICE_DOWN.into(),
+                    new_state: super::SERVICE_UP.into(),
                     changed_unix_nanos: unix_nanos(SystemTime::now()),
                     detail: "restarted by the watchdog (simulated)".into(),
                 },

@@ -47,6 +47,11 @@ use scenario::Scenario;
 /// says (kill -9 gives 137; this tells the two apart).
 pub const CRASH_EXIT_CODE: i32 = 4;
 
+/// A service's states on the wire: the words the real agent's service
+/// checks send (forward.rs) and the shipped service-crashed policy watches.
+pub const SERVICE_UP: &str = "running";
+pub const SERVICE_DOWN: &str = "failed";
+
 /// Prints what happens on the simulated host, with its time since the
 /// start: the demo's timeline. Lines go to stdout (and the log).
 #[derive(Clone, Debug)]
@@ -145,7 +150,11 @@ async fn step_loop(
                 Happening::Phase(text) => timeline.say(now, &text),
                 Happening::Service { name, up } => {
                     if let Some(handle) = &handle {
-                        let (old, new) = if up { ("down", "up") } else { ("up", "down") };
+                        let (old, new) = if up {
+                            (SERVICE_DOWN, SERVICE_UP)
+                        } else {
+                            (SERVICE_UP, SERVICE_DOWN)
+                        };
                         handle.events().send(v1::event::Kind::ServiceStateChange(
                             v1::ServiceStateChange {
                                 service: name,

@@ -1,6 +1,7 @@
 //! The watchdog's subcommands, one file each.
 //!
 //! * [`serve`]: run the watchdog.
+//! * [`demo`]: the whole system on this machine, one story.
 //! * [`certs`]: make the cluster CA and certificates.
 //! * [`policy`]: check policy files and run their virtual-time tests.
 //! * [`notify`]: send a test message through a channel (and the hidden drill).
@@ -12,6 +13,7 @@
 pub mod ack;
 pub mod api_client;
 pub mod certs;
+pub mod demo;
 pub mod loadgen;
 pub mod maintenance;
 pub mod notify;
