@@ -5,8 +5,10 @@
 //! series).
 //!
 //! End to end (root: eBPF): a watchdog (the library's server, in process,
-//! with incident and plan providers standing in for the policy runtime and
-//! planner, which are not built yet) and a real agent with eBPF, a qemu VM,
+//! with an incident and a plan provider standing in for the policy runtime
+//! and the placement service, so the panels have data without staging a
+//! failure; status_page.rs and failover_policy.rs run the real ones) and a
+//! real agent with eBPF, a qemu VM,
 //! a watched service and a storage pool, streaming to it over mutual TLS;
 //! Debian's Prometheus scrapes both every second with the shipped rules.
 //! Then: the series arrive, every recording rule has a value, every query of
@@ -147,8 +149,9 @@ fn prometheus_scrapes_the_stack_and_every_rule_and_dashboard_query_has_data() ->
     let config = config::parse(&watchdog_config(&certs, 0, ""), "observability.toml")?;
     let watchdog = runtime.block_on(Watchdog::bind(config))?;
     let (stream, http_addr) = (watchdog.stream_addr, watchdog.http_addr);
-    // Stand-ins for the policy runtime and planner: their figures on
-    // /metrics are what the dashboard's incident and plan panels read.
+    // Stand-ins for the policy runtime and the placement service: their
+    // figures on /metrics are what the dashboard's incident and plan panels
+    // read.
     watchdog.status.provide_incidents(|| {
         vec![IncidentSummary {
             id: "inc-1".into(),
