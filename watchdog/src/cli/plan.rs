@@ -10,12 +10,11 @@
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
-/// The watchdog's API on its own host (config.rs: DEFAULT_HTTP_PORT).
-pub const DEFAULT_API: &str = "http://127.0.0.1:9479";
-/// Bound on one request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+use super::api_client::{self, Failure, call};
+
 /// How often a running plan is looked at: moves take seconds at least.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -43,7 +42,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub execute: bool,
     /// The watchdog's API.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_API)]
+    #[arg(long, value_name = "URL", default_value = api_client::DEFAULT_API)]
     pub api: String,
     /// Bound on following an execution ("30m", "2h").
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -53,45 +52,19 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// A failed command: the exit status and what to print.
-struct Failure(u8, String);
-
 pub fn run(command: PlanCommand) -> ExitCode {
     let (kind, args) = match command {
         PlanCommand::Rebalance(a) => ("rebalance", a),
         PlanCommand::Failover(a) => ("failover", a),
         PlanCommand::MoveLuns(a) => ("move-luns", a),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hyperwatch: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    match runtime.block_on(plan(kind, &args)) {
-        Ok(code) => ExitCode::from(code),
-        Err(Failure(code, message)) => {
-            eprintln!("hyperwatch: {message}");
-            ExitCode::from(code)
-        }
-    }
+    api_client::run(async move { plan(kind, &args).await })
 }
 
-async fn plan(kind: &str, args: &PlanArgs) -> Result<u8, Failure> {
-    // reqwest is built without a default crypto provider (an https API
-    // behind a proxy needs one); a second install is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| Failure(3, format!("cannot make an HTTP client: {e}")))?;
-    let api = args.api.trim_end_matches('/');
+async fn plan(kind: &str, args: &PlanArgs) -> Result<(), Failure> {
+    let api = args.api.as_str();
     let body = json!({ "kind": kind, "target": args.target, "execute": args.execute });
-    let made = call(client.post(format!("{api}/api/v1/plans")).json(&body), api).await?;
+    let made = call(api, Method::POST, "/api/v1/plans", Some(body)).await?;
     let id = made["id"].as_str().unwrap_or_default().to_owned();
     if !args.json {
         print_plan(&made);
@@ -104,16 +77,17 @@ async fn plan(kind: &str, args: &PlanArgs) -> Result<u8, Failure> {
             print_progress(&record, &mut shown);
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(Failure(
-                3,
-                format!(
-                    "plan {id} still running after {}; follow it with GET {api}/api/v1/plans/{id}",
-                    humantime::format_duration(args.wait)
+            return Err(Failure {
+                code: 3,
+                message: format!(
+                    "plan {id} still running after {}; follow it with GET {}/api/v1/plans/{id}",
+                    humantime::format_duration(args.wait),
+                    api.trim_end_matches('/')
                 ),
-            ));
+            });
         }
         tokio::time::sleep(POLL).await;
-        record = call(client.get(format!("{api}/api/v1/plans/{id}")), api).await?;
+        record = call(api, Method::GET, &format!("/api/v1/plans/{id}"), None).await?;
     }
     if args.json {
         println!(
@@ -124,31 +98,13 @@ async fn plan(kind: &str, args: &PlanArgs) -> Result<u8, Failure> {
         print_progress(&record, &mut shown);
         println!("{}", record["summary"].as_str().unwrap_or_default());
     }
-    Ok(match record["state"].as_str() {
-        Some("failed") => 2,
-        _ => 0,
-    })
-}
-
-/// Sends `request`; the JSON answer of a 2xx, else the failure it means.
-async fn call(request: reqwest::RequestBuilder, api: &str) -> Result<Value, Failure> {
-    let unreachable =
-        |e: reqwest::Error| Failure(3, format!("cannot reach the watchdog at {api}: {e}"));
-    let response = request.send().await.map_err(unreachable)?;
-    let status = response.status();
-    let text = response.text().await.map_err(unreachable)?;
-    let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if status.is_success() {
-        return Ok(json);
+    if record["state"] == "failed" {
+        return Err(Failure {
+            code: 2,
+            message: format!("plan {id} failed"),
+        });
     }
-    let message = json["error"]
-        .as_str()
-        .map_or_else(|| json.to_string(), str::to_owned);
-    let code = if status.is_client_error() { 1 } else { 3 };
-    Err(Failure(
-        code,
-        format!("the watchdog answered {status}: {message}"),
-    ))
+    Ok(())
 }
 
 /// The plan as made: what, why, each move and problem, the spread.
