@@ -25,8 +25,8 @@ use crate::{
 
 /// How long a stopping agent waits for its stream task: the goodbye's own
 /// bound plus a margin for the task to notice the stop.
-const STREAM_STOP_WAIT: std::time::Duration = stream::goodbye::RECEIPT_TIMEOUT
-    .saturating_add(std::time::Duration::from_millis(500));
+const STREAM_STOP_WAIT: std::time::Duration =
+    stream::goodbye::RECEIPT_TIMEOUT.saturating_add(std::time::Duration::from_millis(500));
 
 /// Errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
@@ -392,7 +392,10 @@ pub async fn serve(
     let served = server::serve(listener, agent.clone(), shutdown).await;
     if let Some(mut task) = stream_task {
         // The goodbye is bounded; this bounds a stream still connecting.
-        if tokio::time::timeout(STREAM_STOP_WAIT, &mut task).await.is_err() {
+        if tokio::time::timeout(STREAM_STOP_WAIT, &mut task)
+            .await
+            .is_err()
+        {
             tracing::warn!("the stream did not stop within {STREAM_STOP_WAIT:?}; dropped");
             task.abort();
         }

@@ -173,9 +173,11 @@ fn a_stopped_agent_is_stopped_not_failed_and_its_vms_stay() -> anyhow::Result<()
         ["app-1", "app-2"],
         "the stopped host keeps its last inventory"
     );
-    watchdog.wait_log("the goodbye logged with its reason", Duration::from_secs(5), |l| {
-        l.contains("agent said goodbye") && l.contains("agent stopping")
-    })?;
+    watchdog.wait_log(
+        "the goodbye logged with its reason",
+        Duration::from_secs(5),
+        |l| l.contains("agent said goodbye") && l.contains("agent stopping"),
+    )?;
 
     // Started again: healthy at once, no recovery period.
     drop(hv1);

@@ -177,7 +177,11 @@ fn a_goodbye_stops_the_host_and_the_detector_leaves_it_until_the_next_hello() {
     // An hour of silence: far past the hard timeout.
     reg.check_at(reg.now() + Duration::from_secs(3600));
     assert_eq!(state(&reg, "hv-1"), HostState::Stopped, "planned silence");
-    assert_eq!(state(&reg, "hv-2"), HostState::Failed, "silence without goodbye");
+    assert_eq!(
+        state(&reg, "hv-2"),
+        HostState::Failed,
+        "silence without goodbye"
+    );
     let counts = reg.count_by_state();
     assert!(counts.contains(&(HostState::Stopped, 1)), "{counts:?}");
     assert!(counts.contains(&(HostState::Failed, 1)), "{counts:?}");

@@ -157,7 +157,11 @@ enum Ended {
 
 /// Keeps a stream to some watchdog up until `stopping` turns true (the
 /// agent's SIGTERM or SIGINT); then says goodbye on it and returns.
-pub async fn run(handle: Arc<StreamHandle>, settings: Settings, mut stopping: watch::Receiver<bool>) {
+pub async fn run(
+    handle: Arc<StreamHandle>,
+    settings: Settings,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut backoff = Backoff::new(
         settings.backoff_initial,
         settings.backoff_max,
@@ -179,7 +183,15 @@ pub async fn run(handle: Arc<StreamHandle>, settings: Settings, mut stopping: wa
             return;
         }
         let endpoint = &settings.endpoints[next % settings.endpoints.len()];
-        match session(&handle, &settings, endpoint, &mut established_before, &mut stopping).await {
+        match session(
+            &handle,
+            &settings,
+            endpoint,
+            &mut established_before,
+            &mut stopping,
+        )
+        .await
+        {
             Ok(Ended::Goodbye) => {
                 handle.connected.store(false, Relaxed);
                 return;

@@ -212,8 +212,12 @@ mod tests {
         s.capacity.maintenance = true;
         let mut f = host("hv-f", &[vm("db-1", "running")]);
         f.state = health::HostState::Failed;
-        let a = host("hv-a", &[]);
-        let built = planner_snapshot(&[s.capacity, f.capacity, a.capacity], Constraints::default());
+        // Busier than hv-s: were hv-s a destination, it would be the better one.
+        let a = host("hv-a", &[vm("busy-1", "running"), vm("busy-2", "running")]);
+        let built = planner_snapshot(
+            &[s.capacity, f.capacity, a.capacity],
+            Constraints::default(),
+        );
         assert_eq!(built.snapshot.hosts[0].state, planner::HostState::Stopped);
         let settings = planner::PlannerSettings::default();
         let plan = planner::failover(&built.snapshot, &settings).unwrap();
