@@ -256,7 +256,7 @@ impl Registry {
     /// ignored: the newer stream's agent is running.
     pub fn goodbye(&self, entry: &HostEntry, connection_id: u64, reason: &str) {
         let mut r = entry.lock().expect("host lock");
-        if !r.connection.as_ref().is_some_and(|c| c.id == connection_id) {
+        if r.connection.as_ref().is_none_or(|c| c.id != connection_id) {
             tracing::info!(host = %r.id, %reason, "goodbye on a replaced stream; ignored");
             return;
         }
