@@ -63,3 +63,7 @@ pub async fn say(
         .await
         .map_err(|_| GoodbyeError::NoReceipt)?
 }
+
+#[cfg(test)]
+#[path = "goodbye_tests.rs"]
+mod tests;
