@@ -3,7 +3,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     collectors::{Collector, ProcessExitsCollector, Registry, ServicesCollector, VmCollector},
@@ -22,6 +22,11 @@ use crate::{
     },
     vm::{self, VmInventory, tracker::VmTracker},
 };
+
+/// How long a stopping agent waits for its stream task: the goodbye's own
+/// bound plus a margin for the task to notice the stop.
+const STREAM_STOP_WAIT: std::time::Duration =
+    stream::goodbye::RECEIPT_TIMEOUT.saturating_add(std::time::Duration::from_millis(500));
 
 /// Errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
@@ -361,6 +366,13 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(AgentError::Serve)?;
+    // The stream hears of the shutdown too, to say goodbye on its way out.
+    let (stopping_tx, stopping) = watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let mut stream_task = None;
     if let (Some(handle), Some(settings)) = (agent.stream.clone(), settings) {
         let interval =
             std::time::Duration::try_from_secs_f64(config.stream.telemetry_interval_seconds)
@@ -372,10 +384,22 @@ pub async fn serve(
             interval,
             extra,
         )));
-        tasks.push(tokio::spawn(stream::session::run(handle, settings)));
+        stream_task = Some(tokio::spawn(stream::session::run(
+            handle, settings, stopping,
+        )));
     }
     announce(addr);
     let served = server::serve(listener, agent.clone(), shutdown).await;
+    if let Some(mut task) = stream_task {
+        // The goodbye is bounded; this bounds a stream still connecting.
+        if tokio::time::timeout(STREAM_STOP_WAIT, &mut task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the stream did not stop within {STREAM_STOP_WAIT:?}; dropped");
+            task.abort();
+        }
+    }
     for task in tasks {
         task.abort();
         let _ = task.await;

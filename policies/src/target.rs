@@ -179,15 +179,19 @@ pub enum HostState {
     Failed,
     /// Heartbeats came back after a failure.
     Recovered,
+    /// The agent said goodbye: stopped on purpose (`systemctl stop`, an
+    /// upgrade), not failed; stopped until its next hello.
+    Stopped,
 }
 
 impl HostState {
     /// Every state, as written in policies (`state = "host"`, `is = "failed"`).
-    pub const ALL: [HostState; 4] = [
+    pub const ALL: [HostState; 5] = [
         HostState::Healthy,
         HostState::Suspect,
         HostState::Failed,
         HostState::Recovered,
+        HostState::Stopped,
     ];
 
     /// The name used in files.
@@ -197,6 +201,7 @@ impl HostState {
             HostState::Suspect => "suspect",
             HostState::Failed => "failed",
             HostState::Recovered => "recovered",
+            HostState::Stopped => "stopped",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Protocol version 1 stays compatible across the inventory additions: an
-//! older peer (modelled here by messages with only the fields it knew)
+//! Protocol version 1 stays compatible across the inventory additions and
+//! the goodbye: an older peer (modelled here by messages with only the fields it knew)
 //! reads what a newer one sends, and the other way round.
 
 use hyperwatch_proto::v1;
@@ -138,6 +138,23 @@ fn an_older_watchdog_reads_a_newer_agent() {
     };
     let old = OldAgentMessage::decode(update.encode_to_vec().as_slice()).unwrap();
     assert_eq!(old.body, None);
+}
+
+#[test]
+fn an_older_watchdog_ignores_a_goodbye() {
+    let goodbye = v1::AgentMessage {
+        body: Some(v1::agent_message::Body::Goodbye(v1::Goodbye {
+            reason: "agent stopping".into(),
+        })),
+    };
+    let bytes = goodbye.encode_to_vec();
+    // An unknown oneof member: an empty body, counted and ignored (the old
+    // watchdog then sees the stream close and, as before, the detector
+    // decides).
+    let old = OldAgentMessage::decode(bytes.as_slice()).unwrap();
+    assert_eq!(old.body, None);
+    let back = v1::AgentMessage::decode(bytes.as_slice()).unwrap();
+    assert_eq!(back, goodbye);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 // watchdog's status page, for tests/tests/status_page.rs.
 //
 //   node status_page.mjs URL SCREENSHOT [--hosts a,b,c] [--expect SELECTOR=>TEXT ...]
-//                        [--fail HOST]
+//                        [--fail HOST] [--stop HOST]
 //
 // TEXT written /like this/ is a regular expression.
 //
@@ -10,7 +10,9 @@
 //    and every --expect SELECTOR holds TEXT (in its visible text).
 // 2. Prints "READY". With --fail HOST it then waits for a line on stdin (the
 //    test kills HOST's agent and writes "killed"), and waits for HOST's tile
-//    to show the host failed, measuring how long the page took.
+//    to show the host failed, measuring how long the page took. With
+//    --stop HOST too (the test SIGTERMs that agent before it writes
+//    "killed"), HOST's tile must then show the host stopped.
 // 3. Saves a full-page screenshot to SCREENSHOT, prints "RESULT {json}".
 // Exit status 0 when all of that held and the console logged no error,
 // 1 otherwise (the reason on stderr and in the RESULT line).
@@ -34,14 +36,15 @@ const RUN_BOUND_MS = 90_000;
 
 function parseArgs(argv) {
   const [url, screenshot, ...rest] = argv;
-  if (!url || !screenshot) throw new Error("usage: status_page.mjs URL SCREENSHOT [--hosts a,b] [--expect SEL=>TEXT] [--fail HOST]");
-  const args = { url, screenshot, hosts: [], expect: [], fail: null };
+  if (!url || !screenshot) throw new Error("usage: status_page.mjs URL SCREENSHOT [--hosts a,b] [--expect SEL=>TEXT] [--fail HOST] [--stop HOST]");
+  const args = { url, screenshot, hosts: [], expect: [], fail: null, stop: null };
   for (let i = 0; i < rest.length; i += 2) {
     const value = rest[i + 1];
     if (value === undefined) throw new Error(`${rest[i]} needs a value`);
     switch (rest[i]) {
       case "--hosts": args.hosts = value.split(",").filter(Boolean); break;
       case "--fail": args.fail = value; break;
+      case "--stop": args.stop = value; break;
       case "--expect": {
         const at = value.indexOf("=>");
         if (at < 1) throw new Error(`--expect ${value}: want SELECTOR=>TEXT`);
@@ -110,6 +113,16 @@ async function main() {
         const s = getComputedStyle(t);
         return { backgroundImage: s.backgroundImage, color: s.color };
       });
+      if (args.stop) {
+        // A planned stop: grey, whatever its last CPU figure was.
+        const stopped = page.locator(`${tile(args.stop)}[data-state="stopped"]`);
+        await stopped.waitFor({ timeout: FAIL_BOUND_MS });
+        result.stoppedTileText = await stopped.innerText();
+        result.stoppedTileStyle = await stopped.evaluate(t => {
+          const s = getComputedStyle(t);
+          return { backgroundColor: s.backgroundColor, backgroundImage: s.backgroundImage };
+        });
+      }
       result.hostsAfter = await page.locator("#host-grid [data-host]").evaluateAll(
         tiles => tiles.map(t => ({ host: t.dataset.host, state: t.dataset.state })));
       // One more refresh cycle, so the screenshot shows a settled page.

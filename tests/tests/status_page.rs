@@ -1,7 +1,8 @@
 //! The status page in a real headless browser (Debian's chromium driven by
 //! Playwright, tests/browser/status_page.mjs): a real watchdog and three
 //! real agents over mutual TLS; the page loads without console errors and
-//! shows a host as failed within seconds of its agent being SIGKILLed. And
+//! shows a host as failed within seconds of its agent being SIGKILLed, and
+//! one whose agent was stopped (SIGTERM, a goodbye) as grey "stopped". And
 //! incidents, plans and LUNs that providers register reach the page.
 //! Screenshots go to target/tmp/status-page/.
 
@@ -164,7 +165,8 @@ fn wait_bounded(child: &mut Child, within: Duration) -> anyhow::Result<std::proc
 }
 
 #[test]
-fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<()> {
+fn the_page_loads_clean_and_shows_a_killed_agent_as_failed_and_a_stopped_one_grey()
+-> anyhow::Result<()> {
     let hosts = ["hv-a", "hv-b", "hv-c"];
     let (certs, watchdog, mut agents): (_, WatchdogProcess, Vec<AgentProcess>) =
         start_cluster(&hosts[..2], "")?;
@@ -188,6 +190,8 @@ fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<(
             &hosts.join(","),
             "--fail",
             "hv-b",
+            "--stop",
+            "hv-a",
             // The policy runtime runs the shipped policies: hv-c wants
             // eBPF and runs without it, so ebpf-unavailable has it pending.
             "--expect",
@@ -199,6 +203,9 @@ fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<(
     )?;
     browser.expect_line("READY", READY_WITHIN)?;
 
+    // `systemctl stop` on hv-a: it says goodbye before it exits.
+    let status = agents[0].terminate()?;
+    assert!(status.success(), "hv-a stopped cleanly: {status}");
     let victim = &mut agents[1];
     signal::kill(Pid::from_raw(victim.pid() as i32), signal::Signal::SIGKILL)?;
     browser.send("killed")?;
@@ -222,6 +229,15 @@ fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<(
             .contains("repeating-linear-gradient"),
         "a failed tile is striped red: {result}"
     );
+    let text = result["stoppedTileText"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("hv-a") && text.to_lowercase().contains("stopped"),
+        "tile text {text:?}"
+    );
+    assert_eq!(
+        result["stoppedTileStyle"]["backgroundColor"], "rgb(195, 199, 207)",
+        "a stopped tile is grey (--stopped), not coloured by its last CPU figure: {result}"
+    );
     let states: Vec<(String, String)> = result["hostsAfter"]
         .as_array()
         .context("no hostsAfter")?
@@ -236,7 +252,7 @@ fn the_page_loads_clean_and_shows_a_killed_agent_as_failed() -> anyhow::Result<(
     assert_eq!(
         states,
         [
-            ("hv-a".into(), "healthy".into()),
+            ("hv-a".into(), "stopped".into()),
             ("hv-b".into(), "failed".into()),
             ("hv-c".into(), "healthy".into())
         ]

@@ -1,5 +1,7 @@
 //! A host's health state and its transitions: a pure function of the
 //! detector's verdict and time, so every path is tested without a clock.
+//! An agent's goodbye (a planned stop) sets a state no verdict changes; the
+//! agent's next hello ends it.
 
 use std::time::Duration;
 
@@ -19,15 +21,19 @@ pub enum HostState {
     Failed,
     /// Came back after a failure; healthy again after a calm period.
     Recovered,
+    /// The agent said goodbye: stopped on purpose (`systemctl stop`, an
+    /// upgrade). Its silence is planned, not a failure; its VMs run on.
+    Stopped,
 }
 
 impl HostState {
     /// Every state, for metrics by state.
-    pub const ALL: [HostState; 4] = [
+    pub const ALL: [HostState; 5] = [
         HostState::Healthy,
         HostState::Suspect,
         HostState::Failed,
         HostState::Recovered,
+        HostState::Stopped,
     ];
 
     /// The lowercase name used in metrics and the API.
@@ -37,6 +43,7 @@ impl HostState {
             HostState::Suspect => "suspect",
             HostState::Failed => "failed",
             HostState::Recovered => "recovered",
+            HostState::Stopped => "stopped",
         }
     }
 }
@@ -69,6 +76,8 @@ impl Health {
     ) -> Option<HostState> {
         let before = self.state;
         self.state = match (self.state, verdict) {
+            // Planned silence: only the next hello ends it (`resume`).
+            (HostState::Stopped, _) => HostState::Stopped,
             (_, Verdict::Failed) => {
                 self.recovering_since = None;
                 HostState::Failed
@@ -97,6 +106,24 @@ impl Health {
             (HostState::Healthy, Verdict::Alive) => HostState::Healthy,
         };
         (self.state != before).then_some(self.state)
+    }
+
+    /// The agent said goodbye; returns the new state when it changed.
+    pub fn stop(&mut self) -> Option<HostState> {
+        let before = self.state;
+        self.state = HostState::Stopped;
+        self.recovering_since = None;
+        (self.state != before).then_some(self.state)
+    }
+
+    /// A hello after a goodbye: the agent is back as planned, so healthy at
+    /// once (no recovery period: nothing failed). Any other state is left
+    /// to the detector, as before; returns the new state when it changed.
+    pub fn resume(&mut self) -> Option<HostState> {
+        (self.state == HostState::Stopped).then(|| {
+            self.state = HostState::Healthy;
+            self.state
+        })
     }
 }
 
@@ -146,6 +173,35 @@ mod tests {
             h.apply(Verdict::Alive, at(30), RECOVERY),
             Some(HostState::Healthy)
         );
+    }
+
+    #[test]
+    fn stopped_holds_against_every_verdict_until_resumed() {
+        let mut h = Health::default();
+        h.apply(Verdict::Suspect, at(1), RECOVERY);
+        assert_eq!(h.stop(), Some(HostState::Stopped));
+        assert_eq!(h.stop(), None);
+        for v in [Verdict::Suspect, Verdict::Failed, Verdict::Alive] {
+            assert_eq!(h.apply(v, at(100), RECOVERY), None, "{v:?}");
+            assert_eq!(h.state, HostState::Stopped);
+        }
+        assert_eq!(h.resume(), Some(HostState::Healthy));
+        assert_eq!(h.resume(), None, "only a stopped host resumes");
+        assert_eq!(
+            h.apply(Verdict::Failed, at(200), RECOVERY),
+            Some(HostState::Failed),
+            "after the hello the detector decides again"
+        );
+    }
+
+    #[test]
+    fn a_goodbye_ends_a_recovery_and_the_hello_does_not_restart_it() {
+        let mut h = Health::default();
+        h.apply(Verdict::Failed, at(0), RECOVERY);
+        h.apply(Verdict::Alive, at(1), RECOVERY);
+        assert_eq!(h.stop(), Some(HostState::Stopped));
+        assert_eq!(h.resume(), Some(HostState::Healthy));
+        assert_eq!(h.apply(Verdict::Alive, at(2), RECOVERY), None);
     }
 
     #[test]

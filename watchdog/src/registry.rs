@@ -168,6 +168,7 @@ impl Registry {
                 (entry, true)
             }
         };
+        let resumed;
         let welcome = {
             let mut r = entry.lock().expect("host lock");
             if r.hello.boot_id != hello.boot_id {
@@ -180,6 +181,21 @@ impl Registry {
                 r.telemetry_through = 0;
             }
             r.hello = hello.clone();
+            resumed = r.health.resume().map(|to| {
+                // Back from a planned stop: a new heartbeat schedule, and
+                // the stop's gap is no silence to learn from.
+                r.detector = HeartbeatDetector::new(self.params, interval);
+                r.deadlines = None;
+                r.state_since = SystemTime::now();
+                tracing::info!(host = %hello.host_id, "agent back after its goodbye; host healthy");
+                ClusterEvent::HostState {
+                    host: hello.host_id.clone(),
+                    from: Some(HostState::Stopped),
+                    to,
+                    at: r.state_since,
+                    reason: "hello after the agent's goodbye".into(),
+                }
+            });
             // The hello carries the inventory as of this connection.
             let inventory = Arc::new(hello.inventory.clone().unwrap_or_default());
             set_inventory(&mut r, inventory);
@@ -206,6 +222,10 @@ impl Registry {
                 reason: "first hello".into(),
             });
         }
+        if let Some(change) = resumed {
+            self.metrics.state_change(HostState::Healthy);
+            self.events.publish(change);
+        }
         self.events.publish(ClusterEvent::Connected {
             host: hello.host_id.clone(),
             peer,
@@ -228,6 +248,36 @@ impl Registry {
                 reason,
             });
         }
+    }
+
+    /// The agent on stream `connection_id` said goodbye: it stops on
+    /// purpose. The host is stopped, which no verdict changes, until the
+    /// agent's next hello. A goodbye on a stream already replaced is
+    /// ignored: the newer stream's agent is running.
+    pub fn goodbye(&self, entry: &HostEntry, connection_id: u64, reason: &str) {
+        let mut r = entry.lock().expect("host lock");
+        if r.connection.as_ref().is_none_or(|c| c.id != connection_id) {
+            tracing::info!(host = %r.id, %reason, "goodbye on a replaced stream; ignored");
+            return;
+        }
+        tracing::info!(host = %r.id, %reason, "agent said goodbye: stopping on purpose, not a failure");
+        // No deadlines: the detector stays out until the next hello.
+        r.deadlines = None;
+        let from = r.health.state;
+        let Some(to) = r.health.stop() else {
+            return;
+        };
+        r.state_since = SystemTime::now();
+        self.metrics.state_change(to);
+        let change = ClusterEvent::HostState {
+            host: r.id.clone(),
+            from: Some(from),
+            to,
+            at: r.state_since,
+            reason: format!("agent said goodbye: {reason}"),
+        };
+        drop(r);
+        self.events.publish(change);
     }
 
     /// A heartbeat arrived.
@@ -345,7 +395,11 @@ impl Registry {
     /// Evaluates every host's verdict at the current time and applies the
     /// transitions; the detector loop calls it every check interval.
     pub fn check(&self) {
-        let now = self.now();
+        self.check_at(self.now());
+    }
+
+    /// [`Self::check`] at `now` on the detectors' clock.
+    fn check_at(&self, now: Duration) {
         let entries: Vec<Arc<HostEntry>> = self
             .hosts
             .read()

@@ -1,5 +1,6 @@
 //! The registry's inventory and usage bookkeeping: the hello's inventory,
-//! updates replacing it, windows filled by telemetry, capacity snapshots.
+//! updates replacing it, windows filled by telemetry, capacity snapshots;
+//! the goodbye's stopped state against the detector.
 
 use std::sync::Arc;
 
@@ -148,4 +149,80 @@ fn maintenance_is_a_flag_on_the_host() {
     assert!(reg.capacity()[0].maintenance);
     assert!(reg.host("hv-1").unwrap().maintenance);
     assert!(reg.snapshot()[0].usage.is_none(), "the list stays light");
+}
+
+fn state(reg: &Registry, host: &str) -> HostState {
+    reg.host(host).unwrap().state
+}
+
+#[test]
+fn a_goodbye_stops_the_host_and_the_detector_leaves_it_until_the_next_hello() {
+    let reg = registry();
+    let mut events = reg.events.subscribe();
+    let (a, _) = reg.attach(hello(inventory(1, &[])), connection(1));
+    let mut other = hello(inventory(1, &[]));
+    other.host_id = "hv-2".into();
+    let (b, _) = reg.attach(other, connection(2));
+    let beat = v1::Heartbeat {
+        seq: 1,
+        sent_monotonic_nanos: 1,
+        sent_unix_nanos: 0,
+    };
+    reg.heartbeat(&a, &beat);
+    reg.heartbeat(&b, &beat);
+
+    reg.goodbye(&a, 1, "agent stopping");
+    reg.detach(&a, 1, "agent said goodbye".into());
+    assert_eq!(state(&reg, "hv-1"), HostState::Stopped);
+    // An hour of silence: far past the hard timeout.
+    reg.check_at(reg.now() + Duration::from_secs(3600));
+    assert_eq!(state(&reg, "hv-1"), HostState::Stopped, "planned silence");
+    assert_eq!(
+        state(&reg, "hv-2"),
+        HostState::Failed,
+        "silence without goodbye"
+    );
+    let counts = reg.count_by_state();
+    assert!(counts.contains(&(HostState::Stopped, 1)), "{counts:?}");
+    assert!(counts.contains(&(HostState::Failed, 1)), "{counts:?}");
+
+    let changes = |events: &mut tokio::sync::broadcast::Receiver<ClusterEvent>| -> Vec<(String, Option<HostState>, HostState, String)> {
+        std::iter::from_fn(|| events.try_recv().ok())
+            .filter_map(|e| match e {
+                ClusterEvent::HostState { host, from, to, reason, .. } => Some((host, from, to, reason)),
+                _ => None,
+            })
+            .filter(|(_, from, ..)| from.is_some())
+            .collect()
+    };
+    let seen = changes(&mut events);
+    assert_eq!(
+        seen[0],
+        (
+            "hv-1".to_owned(),
+            Some(HostState::Healthy),
+            HostState::Stopped,
+            "agent said goodbye: agent stopping".to_owned()
+        )
+    );
+    assert!(seen[1..].iter().all(|(h, ..)| h == "hv-2"), "{seen:?}");
+
+    // The next hello: healthy at once, and the detector starts afresh
+    // (no deadlines until a heartbeat, so no instant failure).
+    let (a, _) = reg.attach(hello(inventory(2, &[])), connection(3));
+    assert_eq!(state(&reg, "hv-1"), HostState::Healthy);
+    reg.check_at(reg.now() + Duration::from_secs(3600));
+    assert_eq!(state(&reg, "hv-1"), HostState::Healthy);
+    let seen = changes(&mut events);
+    assert_eq!(
+        (seen[0].1, seen[0].2),
+        (Some(HostState::Stopped), HostState::Healthy)
+    );
+
+    // A goodbye left over from the replaced stream does not stop the
+    // running agent's host.
+    reg.goodbye(&a, 1, "late");
+    assert_eq!(state(&reg, "hv-1"), HostState::Healthy);
+    reg.goodbye(&a, 3, "agent stopping");
+    assert_eq!(state(&reg, "hv-1"), HostState::Stopped);
 }

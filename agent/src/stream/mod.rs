@@ -4,6 +4,7 @@
 //!
 //! * [`outbox`]: the numbered, acknowledged, bounded buffer.
 //! * [`session`]: connecting (failover, backoff, TLS) and one stream's life.
+//! * [`goodbye`]: the last message of an agent stopping on purpose.
 //! * [`backoff`]: jittered exponential reconnect delays.
 //! * [`telemetry`]: a scrape turned into a summary; [`usage`]: its per-VM,
 //!   per-device and per-LUN part.
@@ -19,6 +20,7 @@
 
 pub mod actions;
 pub mod backoff;
+pub mod goodbye;
 pub mod identity;
 pub mod inventory;
 pub mod outbox;

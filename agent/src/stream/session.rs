@@ -1,8 +1,8 @@
 //! Connecting to the watchdog and living one stream: endpoints tried in
 //! order with failover, jittered exponential backoff between attempts,
 //! mutual TLS, then hello, welcome, heartbeats, the outbox drained in
-//! order, acks and commands. Also the telemetry producer, which runs
-//! whether or not a stream is up.
+//! order, acks and commands, and a goodbye when the agent stops. Also the
+//! telemetry producer, which runs whether or not a stream is up.
 
 use std::{
     sync::{Arc, atomic::Ordering::Relaxed},
@@ -10,7 +10,7 @@ use std::{
 };
 
 use hyperwatch_proto::v1::{self, stream_client::StreamClient, watchdog_message::Body};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -18,7 +18,7 @@ use super::{
     StreamHandle,
     actions::{Allowlist, CommandHandler},
     backoff::Backoff,
-    identity, monotonic_nanos,
+    goodbye, identity, monotonic_nanos,
     runs::OncePerRun,
     telemetry::Summariser,
     unix_nanos,
@@ -147,8 +147,21 @@ impl Settings {
     }
 }
 
-/// Keeps a stream to some watchdog up, forever.
-pub async fn run(handle: Arc<StreamHandle>, settings: Settings) {
+/// How an established stream ended.
+enum Ended {
+    /// Lost (the watchdog closed it, a transport error), in words: reconnect.
+    Lost(String),
+    /// The agent is stopping and said goodbye: do not reconnect.
+    Goodbye,
+}
+
+/// Keeps a stream to some watchdog up until `stopping` turns true (the
+/// agent's SIGTERM or SIGINT); then says goodbye on it and returns.
+pub async fn run(
+    handle: Arc<StreamHandle>,
+    settings: Settings,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut backoff = Backoff::new(
         settings.backoff_initial,
         settings.backoff_max,
@@ -166,9 +179,24 @@ pub async fn run(handle: Arc<StreamHandle>, settings: Settings) {
     let mut established_before = false;
     tracing::info!(host = %settings.hello.host_id, endpoints = ?settings.endpoints, "streaming to the watchdog");
     loop {
+        if *stopping.borrow() {
+            return;
+        }
         let endpoint = &settings.endpoints[next % settings.endpoints.len()];
-        match session(&handle, &settings, endpoint, &mut established_before).await {
-            Ok(reason) => {
+        match session(
+            &handle,
+            &settings,
+            endpoint,
+            &mut established_before,
+            &mut stopping,
+        )
+        .await
+        {
+            Ok(Ended::Goodbye) => {
+                handle.connected.store(false, Relaxed);
+                return;
+            }
+            Ok(Ended::Lost(reason)) => {
                 tracing::warn!(%endpoint, %reason, "stream to the watchdog ended; reconnecting");
                 backoff.reset();
             }
@@ -178,18 +206,23 @@ pub async fn run(handle: Arc<StreamHandle>, settings: Settings) {
             }
         }
         handle.connected.store(false, Relaxed);
-        tokio::time::sleep(backoff.next_delay()).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            // Not connected: nobody to say goodbye to.
+            _ = stopping.wait_for(|s| *s) => return,
+        }
     }
 }
 
-/// One stream: Err when it could not be established, Ok(reason) when an
+/// One stream: Err when it could not be established, Ok when an
 /// established stream ended.
 async fn session(
     handle: &StreamHandle,
     s: &Settings,
     url: &str,
     established_before: &mut bool,
-) -> Result<String, String> {
+    stopping: &mut watch::Receiver<bool>,
+) -> Result<Ended, String> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("bad endpoint {url:?}: {e}"))?
         .connect_timeout(s.connect_timeout)
@@ -254,6 +287,15 @@ async fn session(
     loop {
         tokio::select! {
             biased;
+            // A dropped sender is the agent going down too. (The watch's
+            // guard is dropped here: it must not live across the goodbye.)
+            _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+                match goodbye::say(tx, &mut inbound).await {
+                    Ok(()) => tracing::info!(%url, reason = goodbye::REASON, "said goodbye to the watchdog; stream closed"),
+                    Err(e) => tracing::warn!(%url, error = %e, "goodbye to the watchdog not confirmed"),
+                }
+                return Ok(Ended::Goodbye);
+            }
             _ = heartbeat.tick() => {
                 seq += 1;
                 let hb = v1::Heartbeat {
@@ -262,13 +304,13 @@ async fn session(
                     sent_unix_nanos: unix_nanos(SystemTime::now()),
                 };
                 if tx.send(message(v1::agent_message::Body::Heartbeat(hb))).await.is_err() {
-                    return Ok("the stream closed".into());
+                    return lost("the stream closed");
                 }
             }
             incoming = inbound.message() => match incoming {
                 Ok(Some(m)) => handle_message(handle, s, &tx, m),
-                Ok(None) => return Ok("the watchdog closed the stream".into()),
-                Err(status) => return Ok(format!("{:?}: {}", status.code(), status.message())),
+                Ok(None) => return lost("the watchdog closed the stream"),
+                Err(status) => return lost(&format!("{:?}: {}", status.code(), status.message())),
             },
             changed = inventory.changed() => {
                 // The publisher lives as long as the handle: never closed.
@@ -279,7 +321,7 @@ async fn session(
                         unix_nanos: unix_nanos(SystemTime::now()),
                     };
                     if tx.send(message(v1::agent_message::Body::InventoryUpdate(update))).await.is_err() {
-                        return Ok("the stream closed".into());
+                        return lost("the stream closed");
                     }
                 }
             }
@@ -293,12 +335,16 @@ async fn session(
                     break;
                 };
                 if tx.send(m).await.is_err() {
-                    return Ok("the stream closed".into());
+                    return lost("the stream closed");
                 }
                 backlog = true;
             }
         }
     }
+}
+
+fn lost(why: &str) -> Result<Ended, String> {
+    Ok(Ended::Lost(why.to_owned()))
 }
 
 fn handle_message(

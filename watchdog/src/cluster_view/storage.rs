@@ -33,8 +33,12 @@ pub fn rebalancer_snapshot(
     // (group id, LUN name) -> index in snapshot.luns, to resolve copies.
     let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
     for h in hosts {
-        let state = if h.state == health::HostState::Failed {
-            // Unreachable: nothing can be copied to or off it.
+        let state = if matches!(
+            h.state,
+            health::HostState::Failed | health::HostState::Stopped
+        ) {
+            // Unreachable (failed, or its agent stopped): nothing can be
+            // copied to or off it.
             DeviceState::Maintenance
         } else if h.maintenance {
             DeviceState::Draining

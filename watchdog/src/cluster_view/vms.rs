@@ -1,6 +1,6 @@
 //! The VM planner's input from the registry: every hypervisor with its
 //! cores, memory, usage windows and state (failed from the detector,
-//! maintenance from the operator's flag), and every VM with its size,
+//! stopped from the agent's goodbye, maintenance from the operator's flag), and every VM with its size,
 //! usage windows, tenant, labels and priority. The operator's constraints
 //! come in from the configuration; those naming VMs or hosts not in the
 //! cluster now are left out (and noted) rather than failing the plan.
@@ -39,12 +39,12 @@ pub fn planner_snapshot(
     let mut vms: BTreeMap<String, (u8, planner::Vm)> = BTreeMap::new();
     let mut unmovable = BTreeMap::new();
     for h in hosts.iter().filter(|h| h.is_hypervisor()) {
-        let state = if h.state == health::HostState::Failed {
-            planner::HostState::Failed
-        } else if h.maintenance {
-            planner::HostState::Maintenance
-        } else {
-            planner::HostState::Healthy
+        let state = match h.state {
+            health::HostState::Failed => planner::HostState::Failed,
+            // Planned: its VMs run on and stay; nothing arrives.
+            health::HostState::Stopped => planner::HostState::Stopped,
+            _ if h.maintenance => planner::HostState::Maintenance,
+            _ => planner::HostState::Healthy,
         };
         snapshot.hosts.push(planner::Host {
             id: h.id.clone(),
@@ -202,6 +202,40 @@ mod tests {
         );
         assert!(old.cpu_samples.is_empty());
         planner::failover(s, &planner::PlannerSettings::default()).expect("a valid snapshot");
+    }
+
+    #[test]
+    fn a_stopped_hosts_vms_stay_and_it_receives_none() {
+        let mut s = host("hv-s", &[vm("web-1", "running")]);
+        s.state = health::HostState::Stopped;
+        // Even under maintenance: without its agent nothing can move them.
+        s.capacity.maintenance = true;
+        let mut f = host("hv-f", &[vm("db-1", "running")]);
+        f.state = health::HostState::Failed;
+        // Busier than hv-s: were hv-s a destination, it would be the better one.
+        let a = host("hv-a", &[vm("busy-1", "running"), vm("busy-2", "running")]);
+        let built = planner_snapshot(
+            &[s.capacity, f.capacity, a.capacity],
+            Constraints::default(),
+        );
+        assert_eq!(built.snapshot.hosts[0].state, planner::HostState::Stopped);
+        let settings = planner::PlannerSettings::default();
+        let plan = planner::failover(&built.snapshot, &settings).unwrap();
+        let moves: Vec<_> = plan
+            .migrations
+            .iter()
+            .map(|m| (m.vm.as_str(), m.source.as_str(), m.destination.as_str()))
+            .collect();
+        assert_eq!(
+            moves,
+            [("db-1", "hv-f", "hv-a")],
+            "only the failed host's VM, never onto the stopped host"
+        );
+        let plan = planner::rebalance(&built.snapshot, &settings).unwrap();
+        assert!(
+            plan.migrations.iter().all(|m| m.vm != "web-1"),
+            "a stopped host is not drained: {plan:?}"
+        );
     }
 
     #[test]

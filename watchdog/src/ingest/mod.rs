@@ -159,7 +159,7 @@ impl stream_server::Stream for Ingest {
         let this = self.clone();
         tokio::spawn(async move {
             let reason = tokio::select! {
-                reason = this.pump(&entry, &mut inbound, &tx) => reason,
+                reason = this.pump(&entry, connection_id, &mut inbound, &tx) => reason,
                 _ = replaced.notified() => "replaced by a newer stream of the same host".into(),
             };
             tracing::info!(%host, addr = %peer.addr, %reason, "agent stream ended");
@@ -175,6 +175,7 @@ impl Ingest {
     async fn pump(
         &self,
         entry: &HostEntry,
+        connection_id: u64,
         inbound: &mut Streaming<v1::AgentMessage>,
         tx: &mpsc::Sender<Result<v1::WatchdogMessage, Status>>,
     ) -> String {
@@ -223,6 +224,12 @@ impl Ingest {
                     metrics.message("command_result");
                     self.commands.complete(r);
                     None
+                }
+                Some(Body::Goodbye(g)) => {
+                    metrics.message("goodbye");
+                    self.registry.goodbye(entry, connection_id, &g.reason);
+                    // Ending the stream here is the agent's receipt.
+                    return format!("agent said goodbye: {}", g.reason);
                 }
                 Some(Body::Hello(_)) => {
                     metrics.rejected("repeated_hello");

@@ -49,7 +49,7 @@ fn must_move(cluster: &Cluster) -> Vec<VmIx> {
             match cluster.hosts[v.host].state {
                 HostState::Maintenance => true,
                 HostState::Healthy => v.pin.is_some_and(|pin| pin != v.host),
-                HostState::Failed => false,
+                HostState::Failed | HostState::Stopped => false,
             }
         })
         .partition(|&vm| cluster.hosts[cluster.vms[vm].host].state == HostState::Healthy);

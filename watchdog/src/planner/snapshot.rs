@@ -46,6 +46,10 @@ pub enum HostState {
     Failed,
     /// Being drained: its VMs must leave, nothing may arrive.
     Maintenance,
+    /// Its agent stopped on purpose: its VMs run on where they are and
+    /// stay there (nothing can move them without the agent), nothing may
+    /// arrive.
+    Stopped,
 }
 
 /// A virtual machine.

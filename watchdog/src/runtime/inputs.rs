@@ -59,6 +59,7 @@ pub fn host_state(s: health::HostState) -> HostState {
         health::HostState::Suspect => HostState::Suspect,
         health::HostState::Failed => HostState::Failed,
         health::HostState::Recovered => HostState::Recovered,
+        health::HostState::Stopped => HostState::Stopped,
     }
 }
 
@@ -441,6 +442,28 @@ mod tests {
             (STORAGE_USED_RATIO, 0.5)
         );
         assert!(m.telemetry("hv1", &v1::Telemetry::default()).is_none());
+    }
+
+    #[test]
+    fn every_detector_state_is_the_host_state_of_the_same_name() {
+        for s in health::HostState::ALL {
+            assert_eq!(host_state(s).as_str(), s.as_str());
+        }
+        let goodbye = ClusterEvent::HostState {
+            host: "hv1".into(),
+            from: Some(health::HostState::Healthy),
+            to: health::HostState::Stopped,
+            at: std::time::SystemTime::UNIX_EPOCH,
+            reason: "agent said goodbye: agent stopping".into(),
+        };
+        assert_eq!(
+            InputMapper::default().map(&goodbye),
+            [InputKind::HostState {
+                host: "hv1".into(),
+                state: HostState::Stopped
+            }]
+        );
+        assert_eq!(HostState::Stopped.as_str(), "stopped");
     }
 
     #[test]
