@@ -2,7 +2,7 @@
 //! runs recovery policies and escalates what they cannot fix.
 //!
 //! Layout:
-//! * [`lun_mover`]: the executor and the movers (lvm, file, command,
+//! * [`lun_mover`]: the executor and the movers (lvm, file, command, agent,
 //!   simulated) that carry plans out without ever losing a LUN.
 //! * [`version`]: what this build is, for `hyperwatch --version` and logs.
 //! * [`rebalancer`]: the LUN rebalancer, a pure function from a storage
@@ -16,7 +16,8 @@
 //! * [`planner`]: VM placement, a pure function from a cluster snapshot to a
 //!   migration plan (rebalance and failover modes), and a plan verifier.
 //! * [`migration`]: the executor that carries a plan out through
-//!   actuators (qemu QMP, libvirt, a command template, simulated).
+//!   actuators (qemu QMP, libvirt, a command template, the agents,
+//!   simulated).
 //! * [`placement`]: the planner and rebalancer wired into the running
 //!   watchdog: policy steps, the capacity and storage loops, the plan
 //!   history and its API, metrics and audit lines.
@@ -45,7 +46,7 @@
 //! * [`demo`]: `hyperwatch demo`, the whole system on one machine telling
 //!   one story (simulated cluster, real agent, mail sink, timeline).
 //! * [`cli`]: the subcommands (serve, certs, policy, notify, ack, silence,
-//!   maintenance, loadgen), one file each.
+//!   maintenance, plan, demo, loadgen), one file each.
 
 pub mod api;
 pub mod certs;

@@ -8,7 +8,8 @@
 //! * [`loadgen`]: many simulated agents, for `cargo xtask bench ingest`.
 //! * [`ack`], [`silence`], [`maintenance`]: the operators' incident
 //!   commands, through the watchdog's API ([`api_client`]).
-//! * [`plan`]: ask the watchdog for a rebalance, failover or LUN plan.
+//! * [`plan`]: ask the watchdog for a rebalance, failover or LUN plan (also
+//!   through [`api_client`]).
 
 pub mod ack;
 pub mod api_client;
