@@ -15,7 +15,10 @@ use std::{
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::{process::binary, watchdog::WatchdogProcess};
+use crate::{
+    process::binary,
+    watchdog::{ClusterCerts, WatchdogProcess, watchdog_config},
+};
 
 /// Debian's python, where python3-aiosmtpd is installed (a pyenv or venv
 /// python earlier on PATH would not see it).
@@ -97,6 +100,37 @@ impl ConsoleFile {
 /// them, and tests that do not exercise them still need them configured.
 pub fn unused_email_and_sms() -> &'static str {
     "[channels.email]\ntype = \"email\"\nfrom = \"hyperwatch@test\"\nto = [\"oncall@test\"]\nrelays = [{ host = \"127.0.0.1\", port = 9, tls = \"none\" }]\n\n[channels.sms]\ntype = \"sms\"\nto = [\"oncall\"]\n[channels.sms.http]\nurl = \"http://127.0.0.1:9/sms\"\n"
+}
+
+/// A `hyperwatch serve` in `certs`' directory running only the shipped
+/// heartbeat-lost policy, its 30 s grouping wait cut to 1 s and nothing
+/// else changed; placement with the agent actuator and quick bounds for
+/// simulated hosts, its loops off (only the policy moves anything); the
+/// console writing to `console`, email and SMS configured but unused.
+pub fn heartbeat_lost_watchdog(
+    certs: &ClusterCerts,
+    console: &ConsoleFile,
+) -> anyhow::Result<WatchdogProcess> {
+    let dir = certs.dir.path();
+    let shipped = include_str!("../../policies/default/heartbeat-lost.toml");
+    let policy = shipped.replace("wait = \"30s\"", "wait = \"1s\"");
+    anyhow::ensure!(
+        policy != shipped,
+        "the shipped policy no longer groups for 30 s"
+    );
+    write_policy(&dir.join("policies"), "heartbeat-lost", &policy)?;
+    let extra = format!(
+        "\n[policies]\ndir = \"{}\"\n\n[planner]\ninterval_seconds = 0.0\n\n\
+         [migration]\nconfirm_poll_ms = 50\nmigration_timeout_seconds = 30\n\
+         confirm_timeout_seconds = 10\ncleanup_timeout_seconds = 10\n\n\
+         [storage]\ninterval_seconds = 0.0\nstate_dir = \"{}\"\n\n\
+         [commands]\ntimeout_seconds = 30.0\n\n{}\n{}",
+        dir.join("policies").display(),
+        dir.join("lun-moves").display(),
+        console.channel(),
+        unused_email_and_sms(),
+    );
+    WatchdogProcess::start(dir, &watchdog_config(certs, 0, &extra))
 }
 
 /// Writes a policy file `name.toml` into `dir`, whole at once (written

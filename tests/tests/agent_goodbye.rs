@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyperwatch_tests::{
-    runtime::{ConsoleFile, find_incident, unused_email_and_sms, write_policy},
+    runtime::{ConsoleFile, find_incident, heartbeat_lost_watchdog},
     sim::start_simulated,
-    watchdog::{ClusterCerts, HEALTHY_WITHIN, WatchdogProcess, watchdog_config},
+    watchdog::{ClusterCerts, HEALTHY_WITHIN, WatchdogProcess},
 };
 
 /// Bound on the host showing `stopped` after the SIGTERM: the goodbye is
@@ -90,23 +90,8 @@ fn healthy(w: &WatchdogProcess, host: &str) -> anyhow::Result<()> {
 fn a_stopped_agent_is_stopped_not_failed_and_its_vms_stay() -> anyhow::Result<()> {
     let certs = ClusterCerts::new("e2e")?;
     let dir = certs.dir.path();
-    let shipped = include_str!("../../policies/default/heartbeat-lost.toml");
-    let policy = shipped.replace("wait = \"30s\"", "wait = \"1s\"");
-    assert_ne!(policy, shipped, "the shipped policy groups for 30 s");
-    write_policy(&dir.join("policies"), "heartbeat-lost", &policy)?;
     let console = ConsoleFile::new(dir)?;
-    let extra = format!(
-        "\n[policies]\ndir = \"{}\"\n\n[planner]\ninterval_seconds = 0.0\n\n\
-         [migration]\nconfirm_poll_ms = 50\nmigration_timeout_seconds = 30\n\
-         confirm_timeout_seconds = 10\ncleanup_timeout_seconds = 10\n\n\
-         [storage]\ninterval_seconds = 0.0\nstate_dir = \"{}\"\n\n\
-         [commands]\ntimeout_seconds = 30.0\n\n{}\n{}",
-        dir.join("policies").display(),
-        dir.join("lun-moves").display(),
-        console.channel(),
-        unused_email_and_sms(),
-    );
-    let mut watchdog = WatchdogProcess::start(dir, &watchdog_config(&certs, 0, &extra))?;
+    let mut watchdog = heartbeat_lost_watchdog(&certs, &console)?;
     let mut hv1 = start_simulated(&certs, watchdog.stream_addr, "hv-1", HV_1)?;
     let _hv2 = start_simulated(&certs, watchdog.stream_addr, "hv-2", HV_2)?;
     for host in ["hv-1", "hv-2"] {
