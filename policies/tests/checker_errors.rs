@@ -372,3 +372,27 @@ fn a_clear_threshold_on_the_failing_side_is_refused() {
         "the [clear] threshold overlaps the [when] threshold of `cpu`: a value between them would be failing and fixed at once"
     );
 }
+
+#[test]
+fn a_key_of_another_condition_kind_is_named_with_what_this_kind_takes() {
+    // `within` belongs to event conditions, not to a state condition.
+    let text = GOOD.replace("is = \"exited\"", "is = \"exited\"\nwithin = \"5m\"");
+    let (line, column, message, help) = only(&text);
+    assert_eq!((line, column), (9, 10), "at the value");
+    assert_eq!(message, "`within` does not belong in a state condition");
+    assert_eq!(
+        help.as_deref(),
+        Some("a state condition takes `is`, `is_not`, `for`")
+    );
+    // And `for` does not belong to an event condition.
+    let text = GOOD.replace(
+        "state = \"service\"\nis = \"exited\"",
+        "event = \"oom-kill\"\nwithin = \"10m\"\nfor = \"1m\"",
+    );
+    let (_, _, message, help) = only(&text);
+    assert_eq!(message, "`for` does not belong in an event condition");
+    assert_eq!(
+        help.as_deref(),
+        Some("an event condition takes `at_least`, `within`")
+    );
+}

@@ -11,11 +11,19 @@ use crate::target::{HOST_STATE, HostState};
 use crate::time::Duration;
 
 /// Which keys each kind of condition accepts, for "does not belong" errors.
-const METRIC_KEYS: &str =
-    "`above`, `below`, `rate_above`, `rate_below`, `over`, `at_least`, `of_last`, `for`";
-const STATE_KEYS: &str = "`is`, `is_not`, `for`";
-const EVENT_KEYS: &str = "`at_least`, `within`";
-const ABSENT_KEYS: &str = "`for`";
+const METRIC_KEYS: &[&str] = &[
+    "above",
+    "below",
+    "rate_above",
+    "rate_below",
+    "over",
+    "at_least",
+    "of_last",
+    "for",
+];
+const STATE_KEYS: &[&str] = &["is", "is_not", "for"];
+const EVENT_KEYS: &[&str] = &["at_least", "within"];
+const ABSENT_KEYS: &[&str] = &["for"];
 
 /// Compiles one condition section. `inherit` is the `[when]` section when
 /// compiling `[clear]`: a clear condition that names no input reads the same
@@ -88,7 +96,48 @@ fn inherited_input(w: &ConditionSection) -> Option<(&'static str, &Spanned<Strin
     .find_map(|(k, v)| v.as_ref().map(|v| (k, v)))
 }
 
-/// Reports keys that do not belong to this kind of condition.
+/// Every key of a condition besides its input, with where it stands.
+fn option_keys(c: &ConditionSection) -> [(&'static str, Option<std::ops::Range<usize>>); 11] {
+    [
+        ("above", sp(&c.above)),
+        ("below", sp(&c.below)),
+        ("rate_above", sp(&c.rate_above)),
+        ("rate_below", sp(&c.rate_below)),
+        ("over", sp(&c.over)),
+        ("at_least", sp(&c.at_least)),
+        ("of_last", sp(&c.of_last)),
+        ("is", sp(&c.is)),
+        ("is_not", sp(&c.is_not)),
+        ("within", sp(&c.within)),
+        ("for", sp(&c.hold)),
+    ]
+}
+
+/// Reports each key of `c` a `kind` condition does not take; it takes
+/// `valid`.
+fn forbid_others(
+    src: &Source,
+    c: &ConditionSection,
+    kind: &str,
+    valid: &[&str],
+    errors: &mut Vec<Diagnostic>,
+) {
+    let keys = option_keys(c);
+    let others: Vec<_> = keys
+        .iter()
+        .filter(|(key, _)| !valid.contains(key))
+        .cloned()
+        .collect();
+    let valid = valid
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    forbid(src, &others, kind, &valid, errors);
+}
+
+/// Reports the keys in `keys` that are present: they do not belong to
+/// this kind of condition, which takes `valid`.
 fn forbid(
     src: &Source,
     keys: &[(&str, Option<std::ops::Range<usize>>)],
@@ -96,14 +145,19 @@ fn forbid(
     valid: &str,
     errors: &mut Vec<Diagnostic>,
 ) {
+    let a = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     for (key, span) in keys {
         if let Some(span) = span {
             errors.push(
                 src.error(
                     span.clone(),
-                    format!("`{key}` does not belong in a {kind} condition"),
+                    format!("`{key}` does not belong in {a} {kind} condition"),
                 )
-                .help(format!("a {kind} condition takes {valid}")),
+                .help(format!("{a} {kind} condition takes {valid}")),
             );
         }
     }
@@ -120,17 +174,7 @@ fn metric(
     section: &str,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Predicate> {
-    forbid(
-        src,
-        &[
-            ("is", sp(&c.is)),
-            ("is_not", sp(&c.is_not)),
-            ("within", sp(&c.within)),
-        ],
-        "metric",
-        METRIC_KEYS,
-        errors,
-    );
+    forbid_others(src, c, "metric", METRIC_KEYS, errors);
     let cmps = [
         ("above", &c.above),
         ("below", &c.below),
@@ -260,22 +304,7 @@ fn state(
     inherit: Option<&ConditionSection>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Predicate> {
-    forbid(
-        src,
-        &[
-            ("above", sp(&c.above)),
-            ("below", sp(&c.below)),
-            ("rate_above", sp(&c.rate_above)),
-            ("rate_below", sp(&c.rate_below)),
-            ("over", sp(&c.over)),
-            ("at_least", sp(&c.at_least)),
-            ("of_last", sp(&c.of_last)),
-            ("within", sp(&c.within)),
-        ],
-        "state",
-        STATE_KEYS,
-        errors,
-    );
+    forbid_others(src, c, "state", STATE_KEYS, errors);
     let (values, negate) = match (&c.is, &c.is_not) {
         (Some(v), None) => (v, false),
         (None, Some(v)) => (v, true),
@@ -342,23 +371,7 @@ fn event(
     section: &str,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Predicate> {
-    forbid(
-        src,
-        &[
-            ("above", sp(&c.above)),
-            ("below", sp(&c.below)),
-            ("rate_above", sp(&c.rate_above)),
-            ("rate_below", sp(&c.rate_below)),
-            ("over", sp(&c.over)),
-            ("of_last", sp(&c.of_last)),
-            ("is", sp(&c.is)),
-            ("is_not", sp(&c.is_not)),
-            ("for", sp(&c.hold)),
-        ],
-        "event",
-        EVENT_KEYS,
-        errors,
-    );
+    forbid_others(src, c, "event", EVENT_KEYS, errors);
     let at_least = c.at_least.as_ref().map_or(1, |v| *v.get_ref());
     if let Some(v) = c.at_least.as_ref().filter(|v| *v.get_ref() == 0) {
         errors.push(src.error(v.span(), "`at_least` must be at least 1"));
@@ -388,24 +401,7 @@ fn absent(
     section: &str,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Predicate> {
-    forbid(
-        src,
-        &[
-            ("above", sp(&c.above)),
-            ("below", sp(&c.below)),
-            ("rate_above", sp(&c.rate_above)),
-            ("rate_below", sp(&c.rate_below)),
-            ("over", sp(&c.over)),
-            ("at_least", sp(&c.at_least)),
-            ("of_last", sp(&c.of_last)),
-            ("is", sp(&c.is)),
-            ("is_not", sp(&c.is_not)),
-            ("within", sp(&c.within)),
-        ],
-        "absent",
-        ABSENT_KEYS,
-        errors,
-    );
+    forbid_others(src, c, "absent", ABSENT_KEYS, errors);
     match &c.hold {
         Some(h) if h.get_ref().0 > 0 => Some(Predicate::Absent {
             name: name.get_ref().clone(),
