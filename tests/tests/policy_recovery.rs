@@ -23,6 +23,7 @@ use std::{
 
 use anyhow::Context;
 use hyperwatch_tests::{
+    process::AgentProcess,
     runtime::{
         ConsoleFile, incident, timeline, unused_email_and_sms, wait_new_incident, wait_status,
         wait_until, write_policy,
@@ -216,6 +217,72 @@ fn a_killed_service_is_restarted_without_a_page_and_a_second_kill_escalates() ->
     Ok(())
 }
 
+/// A watchdog running one policy file (`name`, `text`) with the agent
+/// action `action` allowed, its console writing to a file; the watched
+/// service running; and the agent of `host` watching it, `action` being
+/// `argv` there. Marks the action writes go to `marks` in the directory.
+struct OnePolicy {
+    watchdog: WatchdogProcess,
+    console: ConsoleFile,
+    marks: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    _agent: AgentProcess,
+    _certs: ClusterCerts,
+}
+
+impl OnePolicy {
+    fn start(
+        name: &str,
+        text: &str,
+        host: &str,
+        action: &str,
+        argv: impl FnOnce(&Path) -> String,
+    ) -> anyhow::Result<Self> {
+        let certs = ClusterCerts::new("e2e")?;
+        let dir = certs.dir.path().to_owned();
+        let console = ConsoleFile::new(&dir)?;
+        write_policy(&dir.join("policies"), name, text)?;
+        let extra = format!(
+            "\n[policies]\ndir = \"{}\"\nactions = [\"{action}\"]\n\n{}",
+            dir.join("policies").display(),
+            console.channel()
+        );
+        let watchdog = WatchdogProcess::start(&dir, &watchdog_config(&certs, 0, &extra))?;
+        let script = service_script(&dir)?;
+        start_initial(&dir, &script)?;
+        certs.agent(host)?;
+        let marks = dir.join("marks.log");
+        let actions = format!(
+            "[actions.{action}]\nargv = {}\ntimeout_seconds = 30.0\n",
+            argv(&marks)
+        );
+        let agent = start_agent(
+            &dir,
+            host,
+            &agent_config(
+                &certs,
+                watchdog.stream_addr,
+                host,
+                host,
+                &agent_services(&dir, &actions),
+            ),
+        )?;
+        watchdog.wait_for(&format!("{host} connected"), HEALTHY_WITHIN, |w| {
+            Ok(w.host(host)?.filter(|h| h["connected"] == true))
+        })?;
+        // The service target is known (from the hello) and running.
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(Self {
+            watchdog,
+            console,
+            marks,
+            dir,
+            _agent: agent,
+            _certs: certs,
+        })
+    }
+}
+
 /// Three steps: mark 1 (not verified after 1 s), wait 6 s, mark 3; the
 /// console hears at once and again when recovery has failed.
 const RESUME_POLICY: &str = r#"version = 1
@@ -254,39 +321,20 @@ notify = ["console"]
 
 #[test]
 fn a_watchdog_killed_mid_incident_resumes_the_step_it_was_on() -> anyhow::Result<()> {
-    let certs = ClusterCerts::new("e2e")?;
-    let dir = certs.dir.path();
-    let console = ConsoleFile::new(dir)?;
-    write_policy(&dir.join("policies"), "svc-steps", RESUME_POLICY)?;
-    let extra = format!(
-        "\n[policies]\ndir = \"{}\"\nactions = [\"mark\"]\n\n{}",
-        dir.join("policies").display(),
-        console.channel()
-    );
-    let mut watchdog = WatchdogProcess::start(dir, &watchdog_config(&certs, 0, &extra))?;
-    let script = service_script(dir)?;
-    start_initial(dir, &script)?;
-    certs.agent("hv-res")?;
-    let marks = dir.join("marks.log");
-    let actions = format!(
-        "[actions.mark]\nargv = [\"/bin/sh\", \"-c\", \"echo \\\"$0\\\" >> {}\", \"{{step}}\"]\ntimeout_seconds = 10.0\n",
-        marks.display()
-    );
-    let _agent = start_agent(
+    let OnePolicy {
+        mut watchdog,
+        console,
+        marks,
         dir,
-        "res",
-        &agent_config(
-            &certs,
-            watchdog.stream_addr,
-            "hv-res",
-            "hv-res",
-            &agent_services(dir, &actions),
-        ),
-    )?;
-    watchdog.wait_for("hv-res connected", HEALTHY_WITHIN, |w| {
-        Ok(w.host("hv-res")?.filter(|h| h["connected"] == true))
+        _agent,
+        _certs,
+    } = OnePolicy::start("svc-steps", RESUME_POLICY, "hv-res", "mark", |marks| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"echo \\\"$0\\\" >> {}\", \"{{step}}\"]",
+            marks.display()
+        )
     })?;
-    std::thread::sleep(Duration::from_secs(1));
+    let dir = dir.as_path();
 
     kill_service(dir)?;
     console.wait_for("inc-1:L1:problem", REACTS_WITHIN)?;
@@ -379,39 +427,20 @@ const SLOW_STEP: u32 = 5;
 
 #[test]
 fn a_step_sent_again_after_a_watchdog_crash_is_not_run_twice() -> anyhow::Result<()> {
-    let certs = ClusterCerts::new("e2e")?;
-    let dir = certs.dir.path();
-    let console = ConsoleFile::new(dir)?;
-    write_policy(&dir.join("policies"), "svc-slow", SLOW_POLICY)?;
-    let extra = format!(
-        "\n[policies]\ndir = \"{}\"\nactions = [\"slow-mark\"]\n\n{}",
-        dir.join("policies").display(),
-        console.channel()
-    );
-    let mut watchdog = WatchdogProcess::start(dir, &watchdog_config(&certs, 0, &extra))?;
-    let script = service_script(dir)?;
-    start_initial(dir, &script)?;
-    certs.agent("hv-dup")?;
-    let marks = dir.join("marks.log");
-    let actions = format!(
-        "[actions.slow-mark]\nargv = [\"/bin/sh\", \"-c\", \"echo run >> {}; sleep {SLOW_STEP}\"]\ntimeout_seconds = 30.0\n",
-        marks.display()
-    );
-    let _agent = start_agent(
+    let OnePolicy {
+        mut watchdog,
+        console,
+        marks,
         dir,
-        "dup",
-        &agent_config(
-            &certs,
-            watchdog.stream_addr,
-            "hv-dup",
-            "hv-dup",
-            &agent_services(dir, &actions),
-        ),
-    )?;
-    watchdog.wait_for("hv-dup connected", HEALTHY_WITHIN, |w| {
-        Ok(w.host("hv-dup")?.filter(|h| h["connected"] == true))
+        _agent,
+        _certs,
+    } = OnePolicy::start("svc-slow", SLOW_POLICY, "hv-dup", "slow-mark", |marks| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"echo run >> {}; sleep {SLOW_STEP}\"]",
+            marks.display()
+        )
     })?;
-    std::thread::sleep(Duration::from_secs(1));
+    let dir = dir.as_path();
 
     kill_service(dir)?;
     wait_until("the agent running the step", REACTS_WITHIN, || {
