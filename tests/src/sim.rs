@@ -26,6 +26,43 @@ use crate::{
     watchdog::{ClusterCerts, agent_config, watchdog_config},
 };
 
+/// A hypervisor `hv-2` with room (8 cores, 32 GiB) and one small VM: where
+/// another host's VMs go.
+pub const SPARE_HYPERVISOR: &str = r#"
+[host]
+name = "hv-2"
+kind = "hypervisor"
+cores = 8
+memory = "32 GiB"
+tick = 0.2
+copy_per_second = "8 GiB"
+
+[[vms]]
+name = "small-1"
+vcpus = 1
+memory = "2 GiB"
+cpu_cores = 0.2
+"#;
+
+/// A storage host `st-b` with one shared device `d1` (100 GiB, 10 GiB
+/// used) in group `fast` and no LUNs: where another device's LUNs go.
+pub const SPARE_STORAGE: &str = r#"
+[host]
+name = "st-b"
+kind = "storage"
+cores = 4
+memory = "8 GiB"
+tick = 0.2
+copy_per_second = "20 GiB"
+
+[[devices]]
+id = "d1"
+group = "fast"
+shared = true
+capacity = "100 GiB"
+used = "10 GiB"
+"#;
+
 /// Bound on simulated hosts connecting with their inventory.
 pub const CONNECTED_WITHIN: Duration = Duration::from_secs(40);
 /// Bound on the watchdog's own graceful stop.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hyperwatch_tests::{
     runtime::{ConsoleFile, find_incident, heartbeat_lost_watchdog},
-    sim::start_simulated,
+    sim::{SPARE_HYPERVISOR, start_simulated},
     watchdog::{ClusterCerts, HEALTHY_WITHIN, WatchdogProcess},
 };
 
@@ -51,22 +51,6 @@ memory = "4 GiB"
 cpu_cores = 0.5
 "#;
 
-const HV_2: &str = r#"
-[host]
-name = "hv-2"
-kind = "hypervisor"
-cores = 8
-memory = "32 GiB"
-tick = 0.2
-copy_per_second = "8 GiB"
-
-[[vms]]
-name = "small-1"
-vcpus = 1
-memory = "2 GiB"
-cpu_cores = 0.2
-"#;
-
 /// The VMs `host`'s inventory lists.
 fn vms(w: &WatchdogProcess, host: &str) -> anyhow::Result<Vec<String>> {
     let h = w.host(host)?.context("host known")?;
@@ -93,7 +77,7 @@ fn a_stopped_agent_is_stopped_not_failed_and_its_vms_stay() -> anyhow::Result<()
     let console = ConsoleFile::new(dir)?;
     let mut watchdog = heartbeat_lost_watchdog(&certs, &console)?;
     let mut hv1 = start_simulated(&certs, watchdog.stream_addr, "hv-1", HV_1)?;
-    let _hv2 = start_simulated(&certs, watchdog.stream_addr, "hv-2", HV_2)?;
+    let _hv2 = start_simulated(&certs, watchdog.stream_addr, "hv-2", SPARE_HYPERVISOR)?;
     for host in ["hv-1", "hv-2"] {
         healthy(&watchdog, host)?;
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hyperwatch_tests::{
     runtime::{ConsoleFile, heartbeat_lost_watchdog, timeline, wait_new_incident, wait_status},
-    sim::start_simulated,
+    sim::{SPARE_HYPERVISOR, start_simulated},
     watchdog::{ClusterCerts, HEALTHY_WITHIN, WatchdogProcess},
 };
 use serde_json::Value;
@@ -46,22 +46,6 @@ memory = "4 GiB"
 cpu_cores = 0.5
 "#;
 
-const HV_2: &str = r#"
-[host]
-name = "hv-2"
-kind = "hypervisor"
-cores = 8
-memory = "32 GiB"
-tick = 0.2
-copy_per_second = "8 GiB"
-
-[[vms]]
-name = "small-1"
-vcpus = 1
-memory = "2 GiB"
-cpu_cores = 0.2
-"#;
-
 /// hv-1 after its repair: back, running nothing.
 const HV_1_REPAIRED: &str = r#"
 [host]
@@ -92,7 +76,7 @@ fn a_killed_hypervisors_vms_are_failed_over_by_the_shipped_policy_and_the_incide
     let console = ConsoleFile::new(dir)?;
     let mut watchdog = heartbeat_lost_watchdog(&certs, &console)?;
     let mut hv1 = start_simulated(&certs, watchdog.stream_addr, "hv-1", HV_1)?;
-    let _hv2 = start_simulated(&certs, watchdog.stream_addr, "hv-2", HV_2)?;
+    let _hv2 = start_simulated(&certs, watchdog.stream_addr, "hv-2", SPARE_HYPERVISOR)?;
     for host in ["hv-1", "hv-2"] {
         watchdog.wait_for(&format!("{host} healthy"), HEALTHY_WITHIN, |w| {
             Ok(w.host(host)?

@@ -18,7 +18,7 @@ use hyperwatch_policies::target::{TargetKind, TargetRef};
 use hyperwatch_tests::{
     http,
     process::{AgentProcess, binary},
-    sim::{SimCluster, start_simulated, wait_until},
+    sim::{SPARE_STORAGE, SimCluster, start_simulated, wait_until},
     watchdog::{ClusterCerts, WatchdogProcess, watchdog_config},
 };
 use serde_json::Value;
@@ -161,23 +161,6 @@ at = "4s"
 device = "d1"
 fill_per_second = 0
 say = "the backup is done"
-"#;
-
-const ST_B: &str = r#"
-[host]
-name = "st-b"
-kind = "storage"
-cores = 4
-memory = "8 GiB"
-tick = 0.2
-copy_per_second = "20 GiB"
-
-[[devices]]
-id = "d1"
-group = "fast"
-shared = true
-capacity = "100 GiB"
-used = "10 GiB"
 "#;
 
 /// Quick executor bounds for simulated hosts (their moves take a second).
@@ -479,7 +462,7 @@ fn policy_steps_fail_a_dead_host_over_and_move_luns_off_a_full_device() -> anyho
         ("hv-c", HV_C),
         ("hv-b", HV_B),
         ("st-a", ST_A),
-        ("st-b", ST_B),
+        ("st-b", SPARE_STORAGE),
     ];
     let (mut c, service) = SimCluster::start_with(&hosts, &extra, placement::attach)?;
 

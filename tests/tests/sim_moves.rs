@@ -22,7 +22,7 @@ use hyperwatch::{
     planner::{self, Constraints, MoveKind, PlannerSettings},
     rebalancer::{self, Thresholds},
 };
-use hyperwatch_tests::sim::{SimCluster, wait_until as wait};
+use hyperwatch_tests::sim::{SPARE_STORAGE, SimCluster, wait_until as wait};
 
 /// Bound on the usage windows filling.
 const READY_WITHIN: Duration = Duration::from_secs(40);
@@ -158,23 +158,6 @@ id = "vol-2"
 device = "d1"
 size = "20 GiB"
 iops = 50.0
-"#;
-
-const ST_B: &str = r#"
-[host]
-name = "st-b"
-kind = "storage"
-cores = 4
-memory = "8 GiB"
-tick = 0.2
-copy_per_second = "20 GiB"
-
-[[devices]]
-id = "d1"
-group = "fast"
-shared = true
-capacity = "100 GiB"
-used = "10 GiB"
 "#;
 
 #[test]
@@ -321,7 +304,7 @@ fn the_agent_actuator_restarts_a_dead_hosts_vms_elsewhere() -> anyhow::Result<()
 
 #[test]
 fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()> {
-    let c = SimCluster::start(&[("st-a", ST_A), ("st-b", ST_B)], COMMANDS)?;
+    let c = SimCluster::start(&[("st-a", ST_A), ("st-b", SPARE_STORAGE)], COMMANDS)?;
     wait("storage usage sampled", READY_WITHIN, || {
         c.capacity("st-a")
             .is_some_and(|h| h.usage.luns.get("vol-1").is_some_and(|w| w.iops.len() >= 2))
@@ -383,7 +366,7 @@ fn the_agent_mover_moves_luns_off_a_full_simulated_device() -> anyhow::Result<()
 
 #[test]
 fn an_interrupted_lun_move_is_rolled_back_or_finished() -> anyhow::Result<()> {
-    let c = SimCluster::start(&[("st-a", ST_A), ("st-b", ST_B)], COMMANDS)?;
+    let c = SimCluster::start(&[("st-a", ST_A), ("st-b", SPARE_STORAGE)], COMMANDS)?;
     let journals = tempfile::tempdir()?;
     let mover = mover(&c);
 
