@@ -5,48 +5,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::detector::Verdict;
 
-/// What the watchdog believes about a host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostState {
-    /// Heartbeats arrive as expected.
-    Healthy,
-    /// Heartbeats are overdue; not yet failed.
-    Suspect,
-    /// Silent past the detector's thresholds: treat it as down.
-    Failed,
-    /// Came back after a failure; healthy again after a calm period.
-    Recovered,
-    /// The agent said goodbye: stopped on purpose (`systemctl stop`, an
-    /// upgrade). Its silence is planned, not a failure; its VMs run on.
-    Stopped,
-}
-
-impl HostState {
-    /// Every state, for metrics by state.
-    pub const ALL: [HostState; 5] = [
-        HostState::Healthy,
-        HostState::Suspect,
-        HostState::Failed,
-        HostState::Recovered,
-        HostState::Stopped,
-    ];
-
-    /// The lowercase name used in metrics and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostState::Healthy => "healthy",
-            HostState::Suspect => "suspect",
-            HostState::Failed => "failed",
-            HostState::Recovered => "recovered",
-            HostState::Stopped => "stopped",
-        }
-    }
-}
+/// What the watchdog believes about a host: the same states the policies
+/// read as `state = "host"`, so one type serves both.
+pub use hyperwatch_policies::target::HostState;
 
 /// A host's state with what the transitions need to remember.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

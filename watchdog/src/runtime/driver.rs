@@ -18,7 +18,7 @@ use hyperwatch_policies::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::{
-    inputs::{InputMapper, host_state},
+    inputs::InputMapper,
     metrics::RuntimeMetrics,
     notify::notification,
     record::{self, note},
@@ -261,7 +261,7 @@ impl Driver {
             let mut kinds = self.mapper.hello(&host.id, &hello);
             kinds.push(InputKind::HostState {
                 host: host.id.clone(),
-                state: host_state(host.state),
+                state: host.state,
             });
             kinds.extend(telemetry.and_then(|t| self.mapper.telemetry(&host.id, &t)));
             for kind in kinds {

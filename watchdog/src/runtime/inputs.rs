@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use hyperwatch_policies::{
     InputKind,
     input::Sample,
-    target::{HostState, TargetInfo, TargetKind, TargetRef},
+    target::{TargetInfo, TargetKind, TargetRef},
 };
 use hyperwatch_proto::v1;
 
-use crate::{events::ClusterEvent, health};
+use crate::events::ClusterEvent;
 
 /// The service state name the shipped policies watch (`running`,
 /// `exited`, `failed`).
@@ -52,24 +52,13 @@ pub struct InputMapper {
     capacity: BTreeMap<TargetRef, u64>,
 }
 
-/// The engine's name for a detector state.
-pub fn host_state(s: health::HostState) -> HostState {
-    match s {
-        health::HostState::Healthy => HostState::Healthy,
-        health::HostState::Suspect => HostState::Suspect,
-        health::HostState::Failed => HostState::Failed,
-        health::HostState::Recovered => HostState::Recovered,
-        health::HostState::Stopped => HostState::Stopped,
-    }
-}
-
 impl InputMapper {
     /// The inputs one event means (often none).
     pub fn map(&mut self, event: &ClusterEvent) -> Vec<InputKind> {
         match event {
             ClusterEvent::HostState { host, to, .. } => vec![InputKind::HostState {
                 host: host.clone(),
-                state: host_state(*to),
+                state: *to,
             }],
             ClusterEvent::Connected { host, hello, .. } => self.hello(host, hello),
             // The detector decides what a silent host means.
@@ -318,6 +307,7 @@ pub fn agent_event(host: &str, e: &v1::Event) -> Vec<InputKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyperwatch_policies::target::HostState;
 
     fn hello(services: &[&str], caps: &[&str]) -> v1::Hello {
         v1::Hello {
@@ -445,14 +435,11 @@ mod tests {
     }
 
     #[test]
-    fn every_detector_state_is_the_host_state_of_the_same_name() {
-        for s in health::HostState::ALL {
-            assert_eq!(host_state(s).as_str(), s.as_str());
-        }
+    fn a_goodbye_is_the_host_state_stopped() {
         let goodbye = ClusterEvent::HostState {
             host: "hv1".into(),
-            from: Some(health::HostState::Healthy),
-            to: health::HostState::Stopped,
+            from: Some(HostState::Healthy),
+            to: HostState::Stopped,
             at: std::time::SystemTime::UNIX_EPOCH,
             reason: "agent said goodbye: agent stopping".into(),
         };
